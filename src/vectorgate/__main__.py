@@ -1,0 +1,3 @@
+from vectorgate.cli import main
+
+raise SystemExit(main())
