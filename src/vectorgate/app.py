@@ -1,0 +1,77 @@
+"""The application factory. Nothing happens at import time; the lifespan makes and disposes
+the engine, the shared OpenAI client and the staging area."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from vectorgate import __version__
+from vectorgate.db import create_engine, create_sessionmaker
+from vectorgate.deps import Resources
+from vectorgate.errors import (
+    AppError,
+    handle_app_error,
+    handle_http_exception,
+    handle_validation_error,
+)
+from vectorgate.flowise.routes import router as flowise_router
+from vectorgate.health import router as health_router
+from vectorgate.security.encryption import load_keyring
+from vectorgate.settings import Settings
+from vectorgate.upstream.client import create_base_client
+from vectorgate.uploads.staging import StagingArea
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        keyring = load_keyring(settings.encryption_keys.get_secret_value(), settings.data_dir)
+        engine = create_engine(settings.resolved_database_url)
+        staging = StagingArea(settings.resolved_temp_dir)
+        staging.open()
+        client = create_base_client(settings)
+        app.state.resources = Resources(
+            settings=settings,
+            sessionmaker=create_sessionmaker(engine),
+            keyring=keyring,
+            openai=client,
+            staging=staging,
+        )
+        try:
+            yield
+        finally:
+            await client.close()
+            staging.close()
+            await engine.dispose()
+
+    app = FastAPI(
+        title="vectorgate",
+        version=__version__,
+        summary="Put files into OpenAI vector stores without handing out the OpenAI key.",
+        lifespan=lifespan,
+    )
+    app.add_exception_handler(AppError, handle_app_error)
+    app.add_exception_handler(StarletteHTTPException, handle_http_exception)
+    app.add_exception_handler(RequestValidationError, handle_validation_error)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["Authorization", "X-API-Key", "Idempotency-Key", "Content-Type"],
+            expose_headers=["X-Request-ID", "Retry-After"],
+        )
+    app.include_router(health_router)
+    app.include_router(flowise_router)
+    return app

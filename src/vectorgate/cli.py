@@ -1,0 +1,229 @@
+"""The `vectorgate` command (SPEC section 6). Every command takes --json."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from vectorgate.db import create_engine, create_sessionmaker
+from vectorgate.errors import AppError
+from vectorgate.security.encryption import DecryptionError, Secret, load_keyring
+from vectorgate.settings import Settings
+
+Command = Callable[[argparse.Namespace, Settings], Awaitable[dict[str, Any]]]
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    settings = Settings()
+    try:
+        if args.command == "serve":
+            return _serve(args, settings)
+        if args.command == "migrate":
+            result: dict[str, Any] = _migrate(settings)
+        else:
+            result = asyncio.run(args.handler(args, settings))
+    except (AppError, DecryptionError, ValueError) as exc:
+        message = exc.message if isinstance(exc, AppError) else str(exc)
+        if args.json:
+            print(json.dumps({"error": message}))
+        else:
+            print(f"error: {message}", file=sys.stderr)
+        return 1
+    text = result.pop("text", None)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(text or "\n".join(f"{key}: {value}" for key, value in result.items()))
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vectorgate", description=__doc__)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", parents=[common], help="migrate, then serve")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=int, default=1)
+    commands.add_parser("migrate", parents=[common], help="upgrade the database to head")
+
+    orgs = commands.add_parser("orgs", help="organizations").add_subparsers(
+        dest="action", required=True
+    )
+    create_org = orgs.add_parser("create", parents=[common], help="create an organization")
+    create_org.add_argument("name")
+    create_org.set_defaults(handler=_create_org)
+
+    keys = commands.add_parser("api-keys", help="API keys").add_subparsers(
+        dest="action", required=True
+    )
+    create_key = keys.add_parser("create", parents=[common], help="create a key (shown once)")
+    create_key.add_argument("--org", required=True)
+    create_key.add_argument("--name", default="default")
+    create_key.set_defaults(handler=_create_key)
+    revoke = keys.add_parser("revoke", parents=[common], help="revoke a key by prefix or id")
+    revoke.add_argument("key")
+    revoke.set_defaults(handler=_revoke_key)
+
+    creds = commands.add_parser("credentials", help="OpenAI keys").add_subparsers(
+        dest="action", required=True
+    )
+    create_cred = creds.add_parser(
+        "create", parents=[common], help="store an OpenAI key read from stdin"
+    )
+    create_cred.add_argument("--org", required=True)
+    create_cred.add_argument("--name", required=True)
+    create_cred.set_defaults(handler=_create_credential)
+    rotate = creds.add_parser("rotate", parents=[common], help="re-encrypt with the first key")
+    rotate.set_defaults(handler=_rotate)
+
+    stores = commands.add_parser("vector-stores", help="vector stores").add_subparsers(
+        dest="action", required=True
+    )
+    register = stores.add_parser("register", parents=[common], help="register a vector store")
+    register.add_argument("--org", required=True)
+    register.add_argument("--credential", required=True)
+    which = register.add_mutually_exclusive_group(required=True)
+    which.add_argument("--create", metavar="NAME", help="create a new vector store upstream")
+    which.add_argument("--id", metavar="VS_ID", help="register an existing vector store")
+    register.set_defaults(handler=_register)
+    return parser
+
+
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    _migrate(settings)
+    uvicorn.run(
+        "vectorgate.app:create_app",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        log_level="info",
+    )
+    return 0
+
+
+def _migrate(settings: Settings) -> dict[str, Any]:
+    from vectorgate.migrate import head_revision, upgrade_to_head
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    upgrade_to_head(settings.resolved_database_url)
+    return {"revision": head_revision()}
+
+
+async def _in_transaction(
+    settings: Settings, work: Callable[[AsyncSession], Awaitable[dict[str, Any]]]
+) -> dict[str, Any]:
+    engine = create_engine(settings.resolved_database_url)
+    try:
+        async with create_sessionmaker(engine)() as session, session.begin():
+            return await work(session)
+    finally:
+        await engine.dispose()
+
+
+async def _create_org(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
+    from vectorgate.organizations.service import create_organization
+
+    async def work(session: AsyncSession) -> dict[str, Any]:
+        org = await create_organization(session, args.name)
+        return {"id": org.id, "name": org.name, "text": org.id}
+
+    return await _in_transaction(settings, work)
+
+
+async def _create_key(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
+    from vectorgate.errors import not_found
+    from vectorgate.organizations.service import create_api_key, get_organization
+
+    async def work(session: AsyncSession) -> dict[str, Any]:
+        if await get_organization(session, args.org) is None:
+            raise not_found(f"Organization {args.org} not found")
+        issued = await create_api_key(session, args.org, args.name)
+        return {
+            "id": issued.record.id,
+            "key": issued.key,
+            "prefix": issued.record.prefix,
+            "text": issued.key,
+        }
+
+    return await _in_transaction(settings, work)
+
+
+async def _revoke_key(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
+    from vectorgate.errors import not_found
+    from vectorgate.organizations.service import revoke_api_key
+
+    async def work(session: AsyncSession) -> dict[str, Any]:
+        revoked = await revoke_api_key(session, args.key)
+        if not revoked:
+            raise not_found(f"No live API key matches {args.key}")
+        return {"revoked": [record.id for record in revoked]}
+
+    return await _in_transaction(settings, work)
+
+
+async def _create_credential(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
+    from vectorgate.credentials.service import create_credential
+    from vectorgate.errors import not_found
+    from vectorgate.organizations.service import get_organization
+
+    api_key = Secret(sys.stdin.readline().strip())
+    if not api_key.reveal():
+        raise ValueError("no OpenAI API key on standard input")
+    keyring = load_keyring(settings.encryption_keys.get_secret_value(), settings.data_dir)
+
+    async def work(session: AsyncSession) -> dict[str, Any]:
+        if await get_organization(session, args.org) is None:
+            raise not_found(f"Organization {args.org} not found")
+        credential = await create_credential(session, keyring, args.org, args.name, api_key)
+        return {"id": credential.id, "name": credential.name, "key_hint": credential.key_hint}
+
+    return await _in_transaction(settings, work)
+
+
+async def _rotate(_args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
+    from vectorgate.credentials.service import rotate_credentials
+
+    keyring = load_keyring(settings.encryption_keys.get_secret_value(), settings.data_dir)
+
+    async def work(session: AsyncSession) -> dict[str, Any]:
+        return {"rotated": await rotate_credentials(session, keyring)}
+
+    return await _in_transaction(settings, work)
+
+
+async def _register(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
+    from vectorgate.upstream.client import create_base_client
+    from vectorgate.vector_stores.service import register_vector_store
+
+    keyring = load_keyring(settings.encryption_keys.get_secret_value(), settings.data_dir)
+    client = create_base_client(settings)
+
+    async def work(session: AsyncSession) -> dict[str, Any]:
+        store = await register_vector_store(
+            session,
+            keyring,
+            client,
+            args.org,
+            args.credential,
+            create_name=args.create,
+            vector_store_id=args.id,
+        )
+        return {"id": store.id, "name": store.name, "credential_id": store.credential_id}
+
+    try:
+        return await _in_transaction(settings, work)
+    finally:
+        await client.close()

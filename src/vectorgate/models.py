@@ -1,0 +1,9 @@
+"""Every table, imported in one place so the metadata is complete for Alembic and tests."""
+
+from vectorgate.credentials.models import Credential
+from vectorgate.db import Base
+from vectorgate.organizations.models import ApiKey, Organization
+from vectorgate.uploads.models import UploadSlot
+from vectorgate.vector_stores.models import VectorStore, VectorStoreFile
+
+__all__ = ["ApiKey", "Base", "Credential", "Organization", "UploadSlot", "VectorStore", "VectorStoreFile"]

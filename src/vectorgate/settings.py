@@ -1,0 +1,63 @@
+"""All configuration, read once from `VECTORGATE_*` environment variables and `.env`."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+DEFAULT_OPENAI_BASE_URL = "https://api.openai.com/v1"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="VECTORGATE_", env_file=".env", extra="ignore")
+
+    data_dir: Path = Path("./var")
+    database_url: str = ""
+    encryption_keys: SecretStr = SecretStr("")
+    openai_base_url: str = ""
+    temp_dir: Path | None = None
+
+    max_files_per_request: int = Field(default=10, ge=1)
+    max_concurrent_uploads_per_org: int = Field(default=100, ge=1)
+    upstream_concurrency: int = Field(default=5, ge=1)
+    upstream_max_retries: int = Field(default=3, ge=0)
+    batch_timeout_s: float = Field(default=600, gt=0)
+    cors_origins: Annotated[list[str], NoDecode] = []
+
+    # Not in the public contract: knobs for tests and unusual deployments.
+    upstream_timeout_s: float = Field(default=600, gt=0)
+    retry_backoff_s: float = Field(default=0.5, ge=0)
+    upload_slot_lease_s: float = Field(default=120, gt=0)
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [origin.strip() for origin in value.split(",") if origin.strip()]
+        return value
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite+aiosqlite:///{self.data_dir / 'vectorgate.db'}"
+
+    @property
+    def resolved_temp_dir(self) -> Path:
+        return self.temp_dir or self.data_dir / "tmp"
+
+    @property
+    def resolved_openai_base_url(self) -> str:
+        return (
+            self.openai_base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_OPENAI_BASE_URL
+        )
+
+    @property
+    def max_request_bytes(self) -> int:
+        """The largest body a valid upload request can have (all files at the top limit)."""
+        from vectorgate.uploads.filetypes import MAX_FILE_BYTES
+
+        # base64 inflates by 4/3; headers and JSON framing get a generous allowance.
+        return self.max_files_per_request * (MAX_FILE_BYTES * 4 // 3 + 64 * 1024)

@@ -1,0 +1,1280 @@
+"""A stateful fake of the part of the OpenAI REST API that vectorgate uses.
+
+OpenAI cannot be reached from the test machines, so tests point the real `openai` SDK
+(or the service under test) at this fake instead. It serves, over real HTTP on
+127.0.0.1, the endpoints below `/v1`:
+
+* Files: `POST /files` (multipart upload), `GET /files`, `GET|DELETE /files/{id}`,
+  `GET /files/{id}/content`. Upload bodies are parsed as a stream and the file part is
+  written straight to a spool directory on disk while its sha256 is computed, so a large
+  upload never sits whole in memory. Both raw UTF-8 `filename="..."` and RFC 5987
+  `filename*=UTF-8''...` parameters are understood; the name is stored exactly as sent.
+* Vector stores: `POST /vector_stores`, `GET|DELETE /vector_stores/{id}`.
+* Vector store files: `POST|GET /vector_stores/{vs}/files`,
+  `GET|DELETE /vector_stores/{vs}/files/{file_id}` (DELETE detaches).
+* File batches: `POST /vector_stores/{vs}/file_batches`, `GET .../file_batches/{id}`,
+  `POST .../file_batches/{id}/cancel`, `GET .../file_batches/{id}/files`.
+
+Every request needs `Authorization: Bearer sk-...`; keys in `rejected_keys` (or not
+starting with `sk-`) get OpenAI's 401 body, which only ever shows a hint of the key.
+Each object belongs to the key that created it; any other key gets a 404.
+
+Processing is driven by polling, not by time. A batch (and each of its files) stays
+`in_progress` until it has been retrieved `polls_to_complete` times, then ends according
+to `batch_mode` ("complete", "fail", "cancel" or "stuck" = never ends); files named by
+`fail_files_named()` fail while the rest complete. A file attached on its own
+(`POST /vector_stores/{vs}/files`) advances the same way on each of its own retrieves;
+files attached through a batch advance only with their batch. Cancelling a batch makes it
+`cancelling`; the next retrieve makes it `cancelled` and cancels its unfinished files.
+Retrieves of batches and vector store files carry `openai-poll-after-ms`.
+
+Faults: `inject(method, path_pattern, ...)` adds a rule. Rules are tried in order against
+the method and the path without its `/v1` prefix (`re.fullmatch`), and the first match is
+consumed (`times`, or forever with -1) before authentication is checked. `delay` sleeps
+first; then `status` answers with an OpenAI-style error body (plus `Retry-After` when
+given, never `x-should-retry`) without performing the action, and `drop` sends the start
+of a response and cuts the connection, which the SDK reports as `APIConnectionError`.
+A `status` or `drop` fault is applied only after the whole request body has been read,
+so a client that retries an upload has to send the whole file again.
+`upload_read_delay` sleeps that many seconds for every started MiB of an upload body.
+
+Use it from tests with `with FakeOpenAI() as fake: ...` (uvicorn runs in a daemon thread
+on an ephemeral port; see `base_url`), or standalone for demos:
+`python -m vectorgate.testing.fake_openai --host 127.0.0.1 --port 9100`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import logging
+import re
+import secrets
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any, Literal, TypeVar
+from urllib.parse import unquote
+
+import uvicorn
+from python_multipart import MultipartParser
+from python_multipart.exceptions import FormParserError
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
+
+__all__ = ["BatchMode", "BatchSnapshot", "FakeOpenAI", "StoredFile", "key_hint", "main"]
+
+logger = logging.getLogger(__name__)
+
+BatchMode = Literal["complete", "fail", "cancel", "stuck"]
+FileStatus = Literal["in_progress", "completed", "failed", "cancelled"]
+FileErrorCode = Literal["server_error", "unsupported_file", "invalid_file"]
+Json = dict[str, Any]
+
+_MIB = 1024 * 1024
+_MAX_FIELD_BYTES = 64 * 1024
+_KEY_SCOPE = "fake_openai.api_key"
+_PURPOSES = frozenset({"assistants", "batch", "fine-tune", "vision", "user_data", "evals"})
+_BATCH_END_STATUS: dict[BatchMode, str] = {
+    "complete": "completed",
+    "fail": "failed",
+    "cancel": "cancelled",
+}
+_CHUNKING = {
+    "type": "static",
+    "static": {"max_chunk_size_tokens": 800, "chunk_overlap_tokens": 400},
+}
+_INCOMPLETE_RESPONSE_LOG = "ASGI callable returned without completing response."
+
+
+# --------------------------------------------------------------------------- public records
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    """An uploaded file as the fake keeps it; `path` is its content in the spool dir."""
+
+    id: str
+    filename: str
+    bytes: int
+    sha256: str
+    purpose: str
+    content_type: str | None
+    deleted: bool
+    path: Path
+    created_at: int = 0
+
+
+@dataclass(frozen=True)
+class BatchSnapshot:
+    """A copy of a file batch's state at the time it was read."""
+
+    id: str
+    vector_store_id: str
+    file_ids: tuple[str, ...]
+    status: str
+    cancel_requested: bool
+
+
+def key_hint(key: str) -> str:
+    """Show a key the way OpenAI does in errors: never whole, e.g. `sk-...wxyz`."""
+    return f"{key[:3]}...{key[-4:]}" if len(key) > 10 else "***"
+
+
+# --------------------------------------------------------------------------- errors
+
+
+class _ApiError(Exception):
+    """An error answered with OpenAI's `{"error": {...}}` body."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        type_: str = "invalid_request_error",
+        param: str | None = None,
+        code: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.body: Json = {
+            "error": {"message": message, "type": type_, "param": param, "code": code}
+        }
+
+    def response(self, headers: dict[str, str] | None = None) -> JSONResponse:
+        return JSONResponse(self.body, status_code=self.status, headers=headers)
+
+
+class _ClientGone(Exception):
+    """The client disconnected before sending its whole request body."""
+
+
+def _not_found(kind: str, obj_id: str) -> _ApiError:
+    return _ApiError(404, f"No such {kind}: {obj_id}", param="id")
+
+
+def _bad_request(message: str, param: str | None = None) -> _ApiError:
+    return _ApiError(400, message, param=param)
+
+
+def _fault_error(status: int) -> _ApiError:
+    if status == 429:
+        return _ApiError(
+            429,
+            "Rate limit reached (injected fault).",
+            type_="requests",
+            code="rate_limit_exceeded",
+        )
+    if status >= 500:
+        return _ApiError(
+            status,
+            "The server had an error while processing your request (injected fault).",
+            type_="server_error",
+        )
+    return _ApiError(status, f"Injected fault with status {status}.")
+
+
+def _auth_error(key: str | None, rejected: set[str]) -> _ApiError | None:
+    if key is None:
+        return _ApiError(
+            401,
+            "You didn't provide an API key. You need to provide your API key in an "
+            "Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).",
+            code="invalid_api_key",
+        )
+    if key.startswith("sk-") and key not in rejected:
+        return None
+    return _ApiError(401, f"Incorrect API key provided: {key_hint(key)}.", code="invalid_api_key")
+
+
+# --------------------------------------------------------------------------- internal records
+
+
+@dataclass
+class _VsFile:
+    file_id: str
+    vector_store_id: str
+    filename: str
+    bytes: int
+    created_at: int
+    batch_id: str | None = None
+    status: FileStatus = "in_progress"
+    last_error: dict[str, str] | None = None
+    polls: int = 0
+
+    def finish(self, mode: BatchMode, fail_rules: dict[str, dict[str, str]]) -> None:
+        """End processing of an in-progress file according to the batch mode."""
+        if self.status != "in_progress" or mode == "stuck":
+            return
+        if mode == "fail":
+            self.status = "failed"
+            self.last_error = {"code": "server_error", "message": "The file could not be parsed."}
+        elif mode == "cancel":
+            self.status = "cancelled"
+        elif self.filename in fail_rules:
+            self.status = "failed"
+            self.last_error = dict(fail_rules[self.filename])
+        else:
+            self.status = "completed"
+
+    def to_json(self) -> Json:
+        return {
+            "id": self.file_id,
+            "object": "vector_store.file",
+            "created_at": self.created_at,
+            "usage_bytes": self.bytes if self.status == "completed" else 0,
+            "vector_store_id": self.vector_store_id,
+            "status": self.status,
+            "last_error": self.last_error,
+            "attributes": {},
+            "chunking_strategy": _CHUNKING,
+        }
+
+
+@dataclass
+class _Store:
+    id: str
+    name: str
+    created_at: int
+    metadata: dict[str, str]
+    files: dict[str, _VsFile] = field(default_factory=dict)
+
+    def to_json(self) -> Json:
+        return {
+            "id": self.id,
+            "object": "vector_store",
+            "name": self.name,
+            "created_at": self.created_at,
+            "last_active_at": max([self.created_at, *(f.created_at for f in self.files.values())]),
+            "status": "completed",
+            "usage_bytes": sum(f.bytes for f in self.files.values() if f.status == "completed"),
+            "file_counts": _counts(self.files.values()),
+            "metadata": dict(self.metadata),
+            "expires_after": None,
+            "expires_at": None,
+        }
+
+
+@dataclass
+class _Batch:
+    id: str
+    vector_store_id: str
+    created_at: int
+    files: list[_VsFile]
+    status: str = "in_progress"
+    cancel_requested: bool = False
+    polls: int = 0
+
+    def advance(
+        self, mode: BatchMode, polls_to_complete: int, fail_rules: dict[str, dict[str, str]]
+    ) -> None:
+        """One retrieve's worth of processing."""
+        if self.status == "cancelling":
+            for f in self.files:
+                if f.status == "in_progress":
+                    f.status = "cancelled"
+            self.status = "cancelled"
+            return
+        if self.status != "in_progress":
+            return
+        self.polls += 1
+        if mode == "stuck" or self.polls < polls_to_complete:
+            return
+        for f in self.files:
+            f.finish(mode, fail_rules)
+        self.status = _BATCH_END_STATUS[mode]
+
+    def to_json(self) -> Json:
+        return {
+            "id": self.id,
+            "object": "vector_store.files_batch",
+            "created_at": self.created_at,
+            "status": self.status,
+            "vector_store_id": self.vector_store_id,
+            "file_counts": _counts(self.files),
+        }
+
+    def snapshot(self) -> BatchSnapshot:
+        return BatchSnapshot(
+            id=self.id,
+            vector_store_id=self.vector_store_id,
+            file_ids=tuple(f.file_id for f in self.files),
+            status=self.status,
+            cancel_requested=self.cancel_requested,
+        )
+
+
+@dataclass
+class _Fault:
+    method: str
+    pattern: re.Pattern[str]
+    status: int | None
+    retry_after: float | None
+    delay: float
+    drop: bool
+    times: int
+    body: Json | None
+
+    def response(self) -> JSONResponse:
+        assert self.status is not None
+        headers = {} if self.retry_after is None else {"retry-after": f"{self.retry_after:g}"}
+        if self.body is not None:
+            return JSONResponse(self.body, status_code=self.status, headers=headers)
+        return _fault_error(self.status).response(headers)
+
+
+def _counts(files: Iterable[_VsFile]) -> dict[str, int]:
+    counts = dict.fromkeys(("in_progress", "completed", "failed", "cancelled"), 0)
+    for f in files:
+        counts[f.status] += 1
+    counts["total"] = sum(counts.values())
+    return counts
+
+
+def _file_json(f: StoredFile) -> Json:
+    return {
+        "id": f.id,
+        "object": "file",
+        "bytes": f.bytes,
+        "created_at": f.created_at,
+        "filename": f.filename,
+        "purpose": f.purpose,
+        "status": "processed",
+        "status_details": None,
+        "expires_at": None,
+    }
+
+
+def _new_id(prefix: str) -> str:
+    return prefix + secrets.token_hex(12)
+
+
+def _page(items: list[Json], query: dict[str, str], default_limit: int) -> Json:
+    """OpenAI's cursor list envelope, honouring `order`, `after` and `limit`."""
+    if query.get("order", "desc") == "desc":
+        items = items[::-1]
+    after = query.get("after")
+    if after is not None:
+        ids = [item["id"] for item in items]
+        items = items[ids.index(after) + 1 :] if after in ids else []
+    try:
+        limit = max(1, int(query.get("limit", default_limit)))
+    except ValueError as exc:
+        raise _bad_request("Invalid 'limit': expected an integer.", "limit") from exc
+    data = items[:limit]
+    return {
+        "object": "list",
+        "data": data,
+        "first_id": data[0]["id"] if data else None,
+        "last_id": data[-1]["id"] if data else None,
+        "has_more": len(items) > limit,
+    }
+
+
+# --------------------------------------------------------------------------- state
+
+_T = TypeVar("_T")
+
+
+class _State:
+    """Every object the fake holds, guarded by one lock.
+
+    Handlers run on the server thread, tests read from theirs; every method takes the
+    lock and returns JSON-ready dicts or immutable snapshots, never live records.
+    """
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.files: dict[str, StoredFile] = {}
+        self.stores: dict[str, _Store] = {}
+        self.batches: dict[str, _Batch] = {}
+        self.owners: dict[str, str] = {}
+        self.faults: list[_Fault] = []
+        self.fail_rules: dict[str, dict[str, str]] = {}
+        self.requests: list[tuple[str, str, str | None]] = []
+
+    def clear(self) -> None:
+        """Forget everything and delete the spooled content of every upload."""
+        with self.lock:
+            for stored in self.files.values():
+                stored.path.unlink(missing_ok=True)
+            for table in (self.files, self.stores, self.batches, self.owners, self.fail_rules):
+                table.clear()
+            self.faults.clear()
+            self.requests.clear()
+
+    # -- requests and faults
+
+    def record(self, method: str, path: str, hint: str | None) -> None:
+        with self.lock:
+            self.requests.append((method, path, hint))
+
+    def add_fault(self, fault: _Fault) -> None:
+        with self.lock:
+            self.faults.append(fault)
+
+    def take_fault(self, method: str, path: str) -> _Fault | None:
+        with self.lock:
+            for fault in self.faults:
+                if fault.method in (method, "*") and fault.pattern.fullmatch(path):
+                    if fault.times > 0:
+                        fault.times -= 1
+                        if fault.times == 0:
+                            self.faults.remove(fault)
+                    return fault
+            return None
+
+    # -- lookups (call with the lock held)
+
+    def _owned(self, table: dict[str, _T], owner: str, obj_id: str, kind: str) -> _T:
+        obj = table.get(obj_id)
+        if obj is None or self.owners.get(obj_id) != owner:
+            raise _not_found(kind, obj_id)
+        return obj
+
+    def _file(self, owner: str, file_id: str) -> StoredFile:
+        stored = self._owned(self.files, owner, file_id, "File object")
+        if stored.deleted:
+            raise _not_found("File object", file_id)
+        return stored
+
+    def _store(self, owner: str, vs_id: str) -> _Store:
+        return self._owned(self.stores, owner, vs_id, "vector store")
+
+    def _batch(self, owner: str, vs_id: str, batch_id: str) -> _Batch:
+        self._store(owner, vs_id)
+        batch = self._owned(self.batches, owner, batch_id, "vector store file batch")
+        if batch.vector_store_id != vs_id:
+            raise _not_found("vector store file batch", batch_id)
+        return batch
+
+    def _vs_file(self, owner: str, vs_id: str, file_id: str) -> _VsFile:
+        vs_file = self._store(owner, vs_id).files.get(file_id)
+        if vs_file is None:
+            raise _not_found("vector store file", file_id)
+        return vs_file
+
+    def _attach(self, owner: str, store: _Store, file_id: str, batch_id: str | None) -> _VsFile:
+        stored = self._file(owner, file_id)
+        vs_file = _VsFile(
+            file_id=file_id,
+            vector_store_id=store.id,
+            filename=stored.filename,
+            bytes=stored.bytes,
+            created_at=int(time.time()),
+            batch_id=batch_id,
+        )
+        store.files[file_id] = vs_file
+        return vs_file
+
+    # -- files
+
+    def add_file(self, owner: str, stored: StoredFile) -> Json:
+        with self.lock:
+            self.files[stored.id] = stored
+            self.owners[stored.id] = owner
+            return _file_json(stored)
+
+    def get_file(self, owner: str, file_id: str) -> Json:
+        with self.lock:
+            return _file_json(self._file(owner, file_id))
+
+    def file_path(self, owner: str, file_id: str) -> Path:
+        with self.lock:
+            return self._file(owner, file_id).path
+
+    def list_files(self, owner: str, purpose: str | None) -> list[Json]:
+        with self.lock:
+            return [
+                _file_json(f)
+                for f in self.files.values()
+                if not f.deleted and self.owners[f.id] == owner and purpose in (None, f.purpose)
+            ]
+
+    def delete_file(self, owner: str, file_id: str) -> Json:
+        with self.lock:
+            stored = self._file(owner, file_id)
+            self.files[file_id] = replace(stored, deleted=True)
+            for store in self.stores.values():
+                store.files.pop(file_id, None)
+            return {"id": file_id, "object": "file", "deleted": True}
+
+    # -- vector stores
+
+    def create_store(self, owner: str, name: str, metadata: dict[str, str]) -> Json:
+        store = _Store(id=_new_id("vs_"), name=name, created_at=int(time.time()), metadata=metadata)
+        with self.lock:
+            self.stores[store.id] = store
+            self.owners[store.id] = owner
+            return store.to_json()
+
+    def get_store(self, owner: str, vs_id: str) -> Json:
+        with self.lock:
+            return self._store(owner, vs_id).to_json()
+
+    def delete_store(self, owner: str, vs_id: str) -> Json:
+        with self.lock:
+            self._store(owner, vs_id)
+            del self.stores[vs_id]
+            return {"id": vs_id, "object": "vector_store.deleted", "deleted": True}
+
+    # -- vector store files
+
+    def attach_file(self, owner: str, vs_id: str, file_id: str) -> Json:
+        with self.lock:
+            return self._attach(owner, self._store(owner, vs_id), file_id, None).to_json()
+
+    def get_vs_file(
+        self, owner: str, vs_id: str, file_id: str, mode: BatchMode, polls_to_complete: int
+    ) -> Json:
+        with self.lock:
+            vs_file = self._vs_file(owner, vs_id, file_id)
+            if vs_file.batch_id is None and vs_file.status == "in_progress":
+                vs_file.polls += 1
+                if vs_file.polls >= polls_to_complete:
+                    vs_file.finish(mode, self.fail_rules)
+            return vs_file.to_json()
+
+    def detach_file(self, owner: str, vs_id: str, file_id: str) -> Json:
+        with self.lock:
+            self._vs_file(owner, vs_id, file_id)
+            del self.stores[vs_id].files[file_id]
+            return {"id": file_id, "object": "vector_store.file.deleted", "deleted": True}
+
+    def list_vs_files(self, owner: str, vs_id: str, status: str | None) -> list[Json]:
+        with self.lock:
+            files = self._store(owner, vs_id).files.values()
+            return [f.to_json() for f in files if status in (None, f.status)]
+
+    # -- batches
+
+    def create_batch(self, owner: str, vs_id: str, file_ids: list[str]) -> Json:
+        with self.lock:
+            store = self._store(owner, vs_id)
+            for file_id in file_ids:
+                self._file(owner, file_id)  # all-or-nothing: check before attaching any
+            batch_id = _new_id("vsfb_")
+            files = [self._attach(owner, store, file_id, batch_id) for file_id in file_ids]
+            batch = _Batch(
+                id=batch_id, vector_store_id=vs_id, created_at=int(time.time()), files=files
+            )
+            self.batches[batch_id] = batch
+            self.owners[batch_id] = owner
+            return batch.to_json()
+
+    def get_batch(
+        self, owner: str, vs_id: str, batch_id: str, mode: BatchMode, polls_to_complete: int
+    ) -> Json:
+        with self.lock:
+            batch = self._batch(owner, vs_id, batch_id)
+            batch.advance(mode, polls_to_complete, self.fail_rules)
+            return batch.to_json()
+
+    def cancel_batch(self, owner: str, vs_id: str, batch_id: str) -> Json:
+        with self.lock:
+            batch = self._batch(owner, vs_id, batch_id)
+            if batch.status == "in_progress":
+                batch.status = "cancelling"
+                batch.cancel_requested = True
+            return batch.to_json()
+
+    def list_batch_files(
+        self, owner: str, vs_id: str, batch_id: str, status: str | None
+    ) -> list[Json]:
+        with self.lock:
+            files = self._batch(owner, vs_id, batch_id).files
+            return [f.to_json() for f in files if status in (None, f.status)]
+
+    # -- inspection for tests
+
+    def files_for(self, owner: str | None, include_deleted: bool) -> list[StoredFile]:
+        with self.lock:
+            return [
+                f
+                for f in self.files.values()
+                if (include_deleted or not f.deleted) and owner in (None, self.owners[f.id])
+            ]
+
+    def stored_file(self, file_id: str) -> StoredFile:
+        with self.lock:
+            return self.files[file_id]
+
+    def batch_snapshots(self) -> list[BatchSnapshot]:
+        with self.lock:
+            return [batch.snapshot() for batch in self.batches.values()]
+
+    def store_file_ids(self, vs_id: str) -> list[str]:
+        with self.lock:
+            store = self.stores.get(vs_id)
+            return [] if store is None else list(store.files)
+
+
+# --------------------------------------------------------------------------- request bodies
+
+
+async def _iter_body(receive: Receive, delay_per_mib: float = 0.0) -> AsyncIterator[bytes]:
+    """Yield the request body as it arrives, sleeping `delay_per_mib` per started MiB."""
+    received = 0
+    delayed_mib = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise _ClientGone
+        chunk: bytes = message.get("body", b"")
+        if chunk:
+            received += len(chunk)
+            while delay_per_mib > 0 and received > delayed_mib * _MIB:
+                delayed_mib += 1
+                await asyncio.sleep(delay_per_mib)
+            yield chunk
+        if not message.get("more_body", False):
+            return
+
+
+def _header_params(value: str) -> tuple[str, dict[str, str]]:
+    """Split `type; k=v; k2="v 2"` into the lower-cased type and its parameters."""
+    head, _, rest = value.partition(";")
+    params: dict[str, str] = {}
+    for match in re.finditer(r';?\s*([^\s=;]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^;]*)', rest):
+        raw = match.group(2).strip()
+        if len(raw) >= 2 and raw[0] == raw[-1] == '"':
+            raw = re.sub(r"\\(.)", r"\1", raw[1:-1])
+        params[match.group(1).lower()] = raw
+    return head.strip().lower(), params
+
+
+def _disposition_filename(params: dict[str, str]) -> str | None:
+    """The part's filename, preferring RFC 5987 `filename*=UTF-8''...` over `filename`."""
+    extended = params.get("filename*")
+    if extended is not None and extended.count("'") >= 2:
+        charset, _, rest = extended.partition("'")
+        try:
+            return unquote(rest.partition("'")[2], encoding=charset or "utf-8", errors="strict")
+        except (LookupError, UnicodeDecodeError):
+            pass
+    return params.get("filename")
+
+
+def _decode_header(raw: bytes) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("latin-1")
+
+
+class _UploadSink:
+    """Consumes a multipart body: the first `file` part goes to disk, other fields to memory."""
+
+    def __init__(self, boundary: str, path: Path) -> None:
+        self.path = path
+        self.fields: dict[str, str] = {}
+        self.has_file = False
+        self.filename = ""
+        self.content_type: str | None = None
+        self.size = 0
+        self.sha256 = hashlib.sha256()
+        self.ended = False
+        self._headers: dict[str, str] = {}
+        self._header_name = bytearray()
+        self._header_value = bytearray()
+        self._field_name = ""
+        self._field_value = bytearray()
+        self._out: IO[bytes] | None = None
+        self._parser = MultipartParser(
+            boundary,
+            {
+                "on_part_begin": self._on_part_begin,
+                "on_header_field": lambda d, s, e: self._header_name.extend(d[s:e]),
+                "on_header_value": lambda d, s, e: self._header_value.extend(d[s:e]),
+                "on_header_end": self._on_header_end,
+                "on_headers_finished": self._on_headers_finished,
+                "on_part_data": self._on_part_data,
+                "on_part_end": self._on_part_end,
+                "on_end": self._on_end,
+            },
+        )
+
+    def write(self, chunk: bytes) -> None:
+        self._parser.write(chunk)
+
+    def finish(self) -> None:
+        self._parser.finalize()
+        if not self.ended:
+            raise _bad_request("The multipart body ended before its closing boundary.")
+
+    def discard(self) -> None:
+        if self._out is not None:
+            self._out.close()
+        self.path.unlink(missing_ok=True)
+
+    def _on_part_begin(self) -> None:
+        self._headers = {}
+        self._field_value = bytearray()
+
+    def _on_header_end(self) -> None:
+        name = bytes(self._header_name).decode("latin-1").strip().lower()
+        self._headers[name] = _decode_header(bytes(self._header_value)).strip()
+        self._header_name.clear()
+        self._header_value.clear()
+
+    def _on_headers_finished(self) -> None:
+        _, params = _header_params(self._headers.get("content-disposition", ""))
+        self._field_name = params.get("name", "")
+        filename = _disposition_filename(params)
+        if self._field_name == "file" and filename is not None and not self.has_file:
+            self.has_file = True
+            self.filename = filename
+            self.content_type = self._headers.get("content-type")
+            self._out = self.path.open("wb")
+
+    def _on_part_data(self, data: bytes, start: int, end: int) -> None:
+        if self._out is not None:
+            chunk = data[start:end]
+            self._out.write(chunk)
+            self.sha256.update(chunk)
+            self.size += len(chunk)
+            return
+        self._field_value.extend(data[start:end])
+        if len(self._field_value) > _MAX_FIELD_BYTES:
+            raise _bad_request(f"Field {self._field_name!r} is too large.", self._field_name)
+
+    def _on_part_end(self) -> None:
+        if self._out is not None:
+            self._out.close()
+            self._out = None
+        elif self._field_name:
+            self.fields[self._field_name] = _decode_header(bytes(self._field_value))
+
+    def _on_end(self) -> None:
+        self.ended = True
+
+
+def _upload_problem(has_file: bool, purpose: str) -> _ApiError | None:
+    if not has_file:
+        return _bad_request("Missing required parameter: 'file'.", "file")
+    if not purpose:
+        return _bad_request("Missing required parameter: 'purpose'.", "purpose")
+    if purpose not in _PURPOSES:
+        return _bad_request(f"'{purpose}' is not one of {sorted(_PURPOSES)} - 'purpose'", "purpose")
+    return None
+
+
+async def _json_body(request: Request) -> Json:
+    raw = await request.body()
+    if not raw.strip():
+        return {}
+    try:
+        body = json.loads(raw)
+    except ValueError as exc:
+        raise _bad_request("We could not parse the JSON body of your request.") from exc
+    if not isinstance(body, dict):
+        raise _bad_request("The request body must be a JSON object.")
+    return body
+
+
+def _batch_file_ids(body: Json) -> list[str]:
+    """`file_ids: [...]`, or `files: [{"file_id": ...}]` as the newer API allows."""
+    if "files" in body and "file_ids" not in body:
+        files = body["files"]
+        ids = [f.get("file_id") for f in files] if isinstance(files, list) else None
+        if ids and all(isinstance(f, dict) for f in files):
+            body = {"file_ids": ids}
+    ids = body.get("file_ids")
+    if not isinstance(ids, list) or not ids or not all(isinstance(i, str) for i in ids):
+        raise _bad_request("Missing required parameter: 'file_ids'.", "file_ids")
+    return ids
+
+
+def _status_filter(request: Request) -> str | None:
+    status = request.query_params.get("filter")
+    if status not in (None, "in_progress", "completed", "failed", "cancelled"):
+        raise _bad_request(f"Invalid 'filter': {status!r}.", "filter")
+    return status
+
+
+# --------------------------------------------------------------------------- HTTP
+
+
+def _key(request: Request) -> str:
+    key: str = request.scope[_KEY_SCOPE]
+    return key
+
+
+def _bearer(scope: Scope) -> str | None:
+    headers: list[tuple[bytes, bytes]] = scope["headers"]
+    value = dict(headers).get(b"authorization", b"").decode("latin-1")
+    scheme, _, token = value.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+class _DropLogFilter(logging.Filter):
+    """Hides uvicorn's error line for each connection the fake cut on purpose."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._lock = threading.Lock()
+        self._pending = 0
+
+    def expect(self) -> None:
+        with self._lock:
+            self._pending += 1
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.getMessage() != _INCOMPLETE_RESPONSE_LOG:
+            return True
+        with self._lock:
+            if self._pending == 0:
+                return True
+            self._pending -= 1
+            return False
+
+
+class _Api:
+    """The route handlers; each parses its request, calls `_State`, and renders JSON."""
+
+    def __init__(self, fake: FakeOpenAI) -> None:
+        self.fake = fake
+        self.state = fake._state
+
+    def routes(self) -> list[Route]:
+        vs = "/v1/vector_stores/{vs_id}"
+        batch = vs + "/file_batches/{batch_id}"
+        return [
+            Route("/v1/files", self.create_file, methods=["POST"]),
+            Route("/v1/files", self.list_files, methods=["GET"]),
+            Route("/v1/files/{file_id}", self.get_file, methods=["GET"]),
+            Route("/v1/files/{file_id}", self.delete_file, methods=["DELETE"]),
+            Route("/v1/files/{file_id}/content", self.file_content, methods=["GET"]),
+            Route("/v1/vector_stores", self.create_store, methods=["POST"]),
+            Route(vs, self.get_store, methods=["GET"]),
+            Route(vs, self.delete_store, methods=["DELETE"]),
+            Route(vs + "/files", self.attach_file, methods=["POST"]),
+            Route(vs + "/files", self.list_vs_files, methods=["GET"]),
+            Route(vs + "/files/{file_id}", self.get_vs_file, methods=["GET"]),
+            Route(vs + "/files/{file_id}", self.detach_file, methods=["DELETE"]),
+            Route(vs + "/file_batches", self.create_batch, methods=["POST"]),
+            Route(batch, self.get_batch, methods=["GET"]),
+            Route(batch + "/cancel", self.cancel_batch, methods=["POST"]),
+            Route(batch + "/files", self.list_batch_files, methods=["GET"]),
+        ]
+
+    def _poll_headers(self) -> dict[str, str]:
+        return {"openai-poll-after-ms": str(self.fake.poll_after_ms)}
+
+    # -- files
+
+    async def create_file(self, request: Request) -> Response:
+        ctype, params = _header_params(request.headers.get("content-type", ""))
+        if ctype != "multipart/form-data" or not params.get("boundary"):
+            raise _bad_request("Expected a multipart/form-data body with a boundary.")
+        sink = _UploadSink(params["boundary"], self.fake.spool_dir / _new_id("upload-"))
+        try:
+            async for chunk in _iter_body(request.receive, self.fake.upload_read_delay):
+                sink.write(chunk)
+            sink.finish()
+        except (FormParserError, _ClientGone) as exc:
+            sink.discard()
+            raise _bad_request(f"Could not parse the multipart body: {exc}") from exc
+        except BaseException:
+            sink.discard()
+            raise
+        purpose = sink.fields.get("purpose", "")
+        problem = _upload_problem(sink.has_file, purpose)
+        if problem is not None:
+            sink.discard()
+            raise problem
+        file_id = _new_id("file-")
+        stored = StoredFile(
+            id=file_id,
+            filename=sink.filename,
+            bytes=sink.size,
+            sha256=sink.sha256.hexdigest(),
+            purpose=purpose,
+            content_type=sink.content_type,
+            deleted=False,
+            path=sink.path.rename(sink.path.with_name(file_id)),
+            created_at=int(time.time()),
+        )
+        logger.debug("stored upload %s (%s, %d bytes)", file_id, stored.filename, stored.bytes)
+        return JSONResponse(self.state.add_file(_key(request), stored))
+
+    async def list_files(self, request: Request) -> Response:
+        query = dict(request.query_params)
+        files = self.state.list_files(_key(request), query.get("purpose"))
+        return JSONResponse(_page(files, query, default_limit=10000))
+
+    async def get_file(self, request: Request) -> Response:
+        return JSONResponse(self.state.get_file(_key(request), request.path_params["file_id"]))
+
+    async def delete_file(self, request: Request) -> Response:
+        return JSONResponse(self.state.delete_file(_key(request), request.path_params["file_id"]))
+
+    async def file_content(self, request: Request) -> Response:
+        path = self.state.file_path(_key(request), request.path_params["file_id"])
+        return FileResponse(path, media_type="application/octet-stream")
+
+    # -- vector stores
+
+    async def create_store(self, request: Request) -> Response:
+        body = await _json_body(request)
+        metadata = body.get("metadata") or {}
+        name = body.get("name") or ""
+        return JSONResponse(self.state.create_store(_key(request), str(name), dict(metadata)))
+
+    async def get_store(self, request: Request) -> Response:
+        return JSONResponse(self.state.get_store(_key(request), request.path_params["vs_id"]))
+
+    async def delete_store(self, request: Request) -> Response:
+        return JSONResponse(self.state.delete_store(_key(request), request.path_params["vs_id"]))
+
+    # -- vector store files
+
+    async def attach_file(self, request: Request) -> Response:
+        file_id = (await _json_body(request)).get("file_id")
+        if not isinstance(file_id, str):
+            raise _bad_request("Missing required parameter: 'file_id'.", "file_id")
+        vs_id = request.path_params["vs_id"]
+        return JSONResponse(self.state.attach_file(_key(request), vs_id, file_id))
+
+    async def get_vs_file(self, request: Request) -> Response:
+        vs_file = self.state.get_vs_file(
+            _key(request),
+            request.path_params["vs_id"],
+            request.path_params["file_id"],
+            self.fake.batch_mode,
+            self.fake.polls_to_complete,
+        )
+        return JSONResponse(vs_file, headers=self._poll_headers())
+
+    async def detach_file(self, request: Request) -> Response:
+        params = request.path_params
+        return JSONResponse(
+            self.state.detach_file(_key(request), params["vs_id"], params["file_id"])
+        )
+
+    async def list_vs_files(self, request: Request) -> Response:
+        files = self.state.list_vs_files(
+            _key(request), request.path_params["vs_id"], _status_filter(request)
+        )
+        return JSONResponse(_page(files, dict(request.query_params), default_limit=20))
+
+    # -- batches
+
+    async def create_batch(self, request: Request) -> Response:
+        file_ids = _batch_file_ids(await _json_body(request))
+        vs_id = request.path_params["vs_id"]
+        return JSONResponse(self.state.create_batch(_key(request), vs_id, file_ids))
+
+    async def get_batch(self, request: Request) -> Response:
+        batch = self.state.get_batch(
+            _key(request),
+            request.path_params["vs_id"],
+            request.path_params["batch_id"],
+            self.fake.batch_mode,
+            self.fake.polls_to_complete,
+        )
+        return JSONResponse(batch, headers=self._poll_headers())
+
+    async def cancel_batch(self, request: Request) -> Response:
+        params = request.path_params
+        return JSONResponse(
+            self.state.cancel_batch(_key(request), params["vs_id"], params["batch_id"])
+        )
+
+    async def list_batch_files(self, request: Request) -> Response:
+        params = request.path_params
+        files = self.state.list_batch_files(
+            _key(request), params["vs_id"], params["batch_id"], _status_filter(request)
+        )
+        return JSONResponse(_page(files, dict(request.query_params), default_limit=20))
+
+
+async def _api_error(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, _ApiError)
+    return exc.response()
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    message = f"Invalid URL ({request.method} {request.url.path})"
+    return _ApiError(
+        exc.status_code, message if exc.status_code in (404, 405) else exc.detail
+    ).response()
+
+
+class _FakeApp:
+    """ASGI entry point: log the request, apply faults, authenticate, then route."""
+
+    def __init__(self, fake: FakeOpenAI) -> None:
+        self.fake = fake
+        self.router = Starlette(
+            routes=_Api(fake).routes(),
+            exception_handlers={_ApiError: _api_error, HTTPException: _http_error},
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        fake = self.fake
+        method: str = scope["method"]
+        path: str = scope["path"]
+        path = path.removeprefix("/v1") if path.startswith("/v1/") else path
+        key = _bearer(scope)
+        fake._state.record(method, path, None if key is None else key_hint(key))
+
+        fault = fake._state.take_fault(method, path)
+        if fault is not None:
+            if fault.delay > 0:
+                await asyncio.sleep(fault.delay)
+            if fault.status is not None or fault.drop:
+                await self._drain(receive, upload=(method, path) == ("POST", "/files"))
+                if fault.drop:
+                    await self._drop(send)
+                else:
+                    await fault.response()(scope, receive, send)
+                return
+
+        error = _auth_error(key, fake.rejected_keys)
+        if error is not None:
+            await error.response()(scope, receive, send)
+            return
+        scope[_KEY_SCOPE] = key
+        await self.router(scope, receive, send)
+
+    async def _drain(self, receive: Receive, *, upload: bool) -> None:
+        delay = self.fake.upload_read_delay if upload else 0.0
+        try:
+            async for _chunk in _iter_body(receive, delay):
+                pass
+        except _ClientGone:
+            logger.debug("client went away while its faulted request was read")
+
+    async def _drop(self, send: Send) -> None:
+        """Promise a body, send a piece of it, and return: uvicorn then closes the socket."""
+        headers = [(b"content-type", b"application/json"), (b"content-length", b"4096")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b'{"id": "', "more_body": True})
+        self.fake._drop_filter.expect()
+
+
+# --------------------------------------------------------------------------- public facade
+
+
+class FakeOpenAI:
+    """The fake OpenAI server: start it, point an SDK client at `base_url`, inspect it.
+
+    The knobs below are plain attributes a test may set at any time; `reset()` restores
+    their defaults along with clearing all objects, faults and the request log.
+    """
+
+    batch_mode: BatchMode
+    polls_to_complete: int
+    poll_after_ms: int
+    upload_read_delay: float
+    rejected_keys: set[str]
+
+    def __init__(self, spool_dir: Path | None = None) -> None:
+        self._own_spool = spool_dir is None
+        self.spool_dir = (
+            Path(tempfile.mkdtemp(prefix="fake-openai-")) if spool_dir is None else spool_dir
+        )
+        self._state = _State()
+        self._drop_filter = _DropLogFilter()
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+        self._port: int | None = None
+        self.app = _FakeApp(self)
+        self._set_defaults()
+
+    def _set_defaults(self) -> None:
+        self.batch_mode = "complete"
+        self.polls_to_complete = 2
+        self.poll_after_ms = 50
+        self.upload_read_delay = 0.0
+        self.rejected_keys = set()
+
+    # -- lifecycle
+
+    def start(self) -> None:
+        """Serve on 127.0.0.1 on an ephemeral port; returns once connections are accepted."""
+        if self._server is not None:
+            raise RuntimeError("the fake OpenAI server is already running")
+        self.spool_dir.mkdir(parents=True, exist_ok=True)
+        config = uvicorn.Config(
+            self.app,
+            host="127.0.0.1",
+            port=0,
+            log_level="warning",
+            log_config=None,  # leave the process's logging setup alone
+            lifespan="off",
+            ws="none",
+            timeout_graceful_shutdown=2,
+        )
+        server = uvicorn.Server(config)  # installs no signal handlers off the main thread
+        thread = threading.Thread(target=server.run, name="fake-openai", daemon=True)
+        logging.getLogger("uvicorn.error").addFilter(self._drop_filter)
+        thread.start()
+        deadline = time.monotonic() + 10
+        while not server.started:
+            if not thread.is_alive() or time.monotonic() > deadline:
+                server.should_exit = True
+                raise RuntimeError("the fake OpenAI server did not start")
+            time.sleep(0.005)
+        self._server, self._thread = server, thread
+        self._port = int(server.servers[0].sockets[0].getsockname()[1])
+        logger.info("fake OpenAI listening on %s", self.base_url)
+
+    def stop(self) -> None:
+        """Stop serving and remove the spool dir if the fake created it."""
+        if self._server is not None and self._thread is not None:
+            self._server.should_exit = True
+            self._thread.join(timeout=10)
+        self._server = self._thread = None
+        self._port = None
+        logging.getLogger("uvicorn.error").removeFilter(self._drop_filter)
+        if self._own_spool:
+            shutil.rmtree(self.spool_dir, ignore_errors=True)
+
+    def serve(self, host: str, port: int) -> None:
+        """Serve in the foreground (main thread) until Ctrl-C."""
+        self.spool_dir.mkdir(parents=True, exist_ok=True)
+        config = uvicorn.Config(self.app, host=host, port=port, lifespan="off", ws="none")
+        logging.getLogger("uvicorn.error").addFilter(self._drop_filter)
+        try:
+            uvicorn.Server(config).run()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            self.stop()
+
+    def __enter__(self) -> FakeOpenAI:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    @property
+    def base_url(self) -> str:
+        if self._port is None:
+            raise RuntimeError("the fake OpenAI server is not running")
+        return f"http://127.0.0.1:{self._port}/v1"
+
+    def reset(self) -> None:
+        """Forget every object, fault, failure rule and request; restore knob defaults."""
+        self._set_defaults()
+        self._state.clear()
+
+    # -- configuration
+
+    def inject(
+        self,
+        method: str,
+        path_pattern: str,
+        *,
+        status: int | None = None,
+        retry_after: float | None = None,
+        delay: float = 0.0,
+        drop: bool = False,
+        times: int = 1,
+        body: Json | None = None,
+    ) -> None:
+        """Add a fault rule; see the module docstring for how rules match and act.
+
+        `method` may be "*" for any method. `path_pattern` is matched with `re.fullmatch`
+        against the path without `/v1`. `times=-1` keeps the rule forever. `body`
+        replaces the default OpenAI-style error body of a `status` fault.
+        """
+        if times == 0 or times < -1:
+            raise ValueError("times must be positive or -1 (forever)")
+        self._state.add_fault(
+            _Fault(
+                method=method.upper(),
+                pattern=re.compile(path_pattern),
+                status=status,
+                retry_after=retry_after,
+                delay=delay,
+                drop=drop,
+                times=times,
+                body=body,
+            )
+        )
+
+    def fail_files_named(
+        self,
+        name: str,
+        code: FileErrorCode = "unsupported_file",
+        message: str = "The file type is not supported.",
+    ) -> None:
+        """Make vector store files whose upstream filename is `name` end `failed`."""
+        with self._state.lock:
+            self._state.fail_rules[name] = {"code": code, "message": message}
+
+    # -- inspection
+
+    @property
+    def requests(self) -> list[tuple[str, str, str | None]]:
+        """(method, path without /v1, key hint) of every request received, in order."""
+        with self._state.lock:
+            return list(self._state.requests)
+
+    def files_for(
+        self, key: str | None = None, *, include_deleted: bool = False
+    ) -> list[StoredFile]:
+        """Uploaded files of `key` (every key if None), oldest first."""
+        return self._state.files_for(key, include_deleted)
+
+    def file_content(self, file_id: str) -> bytes:
+        return self._state.stored_file(file_id).path.read_bytes()
+
+    @property
+    def batches(self) -> list[BatchSnapshot]:
+        return self._state.batch_snapshots()
+
+    def vector_store_files(self, vs_id: str) -> list[str]:
+        """Ids of the files attached to a vector store ([] if it does not exist)."""
+        return self._state.store_file_ids(vs_id)
+
+    def create_vector_store(self, key: str, name: str = "test") -> str:
+        """Create a vector store owned by `key` directly in state; returns its id."""
+        store_id: str = self._state.create_store(key, name, {})["id"]
+        return store_id
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Serve a fake OpenAI Files/Vector Stores API.")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=9100)
+    parser.add_argument("--spool-dir", type=Path, default=None)
+    parser.add_argument("--batch-mode", choices=["complete", "fail", "cancel", "stuck"])
+    parser.add_argument("--polls-to-complete", type=int)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    fake = FakeOpenAI(args.spool_dir)
+    if args.batch_mode is not None:
+        fake.batch_mode = args.batch_mode
+    if args.polls_to_complete is not None:
+        fake.polls_to_complete = args.polls_to_complete
+    logger.info("fake OpenAI serving on http://%s:%d/v1 (Ctrl-C to stop)", args.host, args.port)
+    fake.serve(args.host, args.port)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,134 @@
+"""Run the real service (`vectorgate serve`) and the real CLI as subprocesses.
+
+Used by the end-to-end tests and the benchmark: the service under test is exactly what
+an operator runs, talking over real HTTP to whatever OpenAI base URL it is given.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def service_env(data_dir: Path, database_url: str, openai_base_url: str, **settings: str) -> dict[str, str]:
+    """A clean environment for the service: only what is given, plus PATH and the like."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("VECTORGATE_")}
+    env.pop("OPENAI_BASE_URL", None)
+    env.pop("OPENAI_API_KEY", None)
+    env.update(
+        VECTORGATE_DATA_DIR=str(data_dir),
+        VECTORGATE_DATABASE_URL=database_url,
+        VECTORGATE_OPENAI_BASE_URL=openai_base_url,
+    )
+    env.update({f"VECTORGATE_{key.upper()}": value for key, value in settings.items()})
+    return env
+
+
+def run_cli(env: Mapping[str, str], *args: str, stdin: str | None = None) -> dict[str, Any]:
+    """Run `vectorgate ARGS --json` and return its JSON object (raises on failure)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "vectorgate", *args, "--json"],
+        env=dict(env),
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"vectorgate {' '.join(args)} failed: {done.stdout}{done.stderr}")
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
+
+
+@dataclass
+class RunningService:
+    process: subprocess.Popen[bytes]
+    base_url: str
+    log_path: Path
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def peak_rss_bytes(self) -> int:
+        """The process's peak resident set size so far (VmHWM), Linux only."""
+        return _proc_status_kib(self.pid, "VmHWM") * 1024
+
+    def rss_bytes(self) -> int:
+        return _proc_status_kib(self.pid, "VmRSS") * 1024
+
+
+def _proc_status_kib(pid: int, field: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(f"{field} not in /proc/{pid}/status")
+
+
+@contextmanager
+def serve(env: Mapping[str, str], *, workers: int = 1, log_path: Path) -> Iterator[RunningService]:
+    """Start `vectorgate serve` on a free port; stop it (SIGTERM, then SIGKILL) on exit."""
+    port = free_port()
+    with log_path.open("wb") as log_file:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "vectorgate", "serve", "--port", str(port), "--workers", str(workers)],
+            env=dict(env),
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    service = RunningService(process, f"http://127.0.0.1:{port}", log_path)
+    try:
+        _wait_until_ready(service)
+        yield service
+    finally:
+        stop(service)
+
+
+def stop(service: RunningService, sig: int = signal.SIGTERM) -> None:
+    if service.process.poll() is None:
+        os.killpg(service.process.pid, sig)
+        try:
+            service.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(service.process.pid, signal.SIGKILL)
+            service.process.wait(timeout=15)
+
+
+def _wait_until_ready(service: RunningService, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if service.process.poll() is not None:
+            raise RuntimeError(f"vectorgate serve exited early:\n{service.log()}")
+        try:
+            with urllib.request.urlopen(f"{service.base_url}/readyz", timeout=1) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"vectorgate serve was not ready within {timeout_s}s:\n{service.log()}")

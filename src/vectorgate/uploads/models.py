@@ -1,0 +1,25 @@
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import ForeignKey, Integer, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from vectorgate.db import Base, UTCDateTime
+
+
+class UploadSlot(Base):
+    """Files one request has in flight for an organization, held until `expires_at`.
+
+    The holder renews the lease while it works; a worker that dies simply stops
+    renewing, so its slots free themselves.
+    """
+
+    __tablename__ = "upload_slots"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    organization_id: Mapped[str] = mapped_column(
+        ForeignKey("organizations.id", ondelete="CASCADE"), index=True
+    )
+    files: Mapped[int] = mapped_column(Integer)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)

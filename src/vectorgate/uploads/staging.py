@@ -1,0 +1,104 @@
+"""Where received files wait before they go upstream: one directory per request.
+
+Each worker process owns `<temp dir>/w-<random>/` and holds an exclusive `flock` on a
+file inside it for as long as it lives. The kernel drops that lock when the process
+dies, however it dies (SIGKILL included), so at start-up any `w-*` directory whose lock
+can be taken belongs to a dead worker and is swept. Workers sharing one temp dir never
+touch each other's live files.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import logging
+import os
+import shutil
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from vectorgate.uploads.filetypes import FileKind
+
+log = logging.getLogger(__name__)
+
+_LOCK_NAME = ".owner.lock"
+
+
+@dataclass(frozen=True, slots=True)
+class StagedFile:
+    """A received, validated file on local disk, ready to go upstream."""
+
+    path: Path
+    filename: str
+    kind: FileKind
+    size: int
+
+
+class StagingArea:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._dir: Path | None = None
+        self._lock_fd: int | None = None
+
+    def open(self) -> int:
+        """Claim this worker's directory and sweep dead workers'; returns how many were swept."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        swept = sweep_dead_workers(self.root)
+        # Lock first, then make the directory visible under its `w-` name, so a sweep
+        # running in another worker can never see it unlocked.
+        token = uuid.uuid4().hex
+        pending = self.root / f"pending-{token}"
+        pending.mkdir()
+        self._lock_fd = os.open(pending / _LOCK_NAME, os.O_CREAT | os.O_RDWR, 0o600)
+        fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        self._dir = pending.rename(self.root / f"w-{token}")
+        return swept
+
+    def close(self) -> None:
+        if self._dir is not None:
+            shutil.rmtree(self._dir, ignore_errors=True)
+            self._dir = None
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    @contextlib.asynccontextmanager
+    async def request_dir(self) -> AsyncIterator[Path]:
+        """A fresh directory for one request, removed when the request ends, however it ends."""
+        if self._dir is None:
+            raise RuntimeError("staging area is not open")
+        path = self._dir / f"r-{uuid.uuid4().hex}"
+        path.mkdir()
+        try:
+            yield path
+        finally:
+            # Shielded so a cancelled request (client gone) still removes its files.
+            await asyncio.shield(asyncio.to_thread(shutil.rmtree, path, True))
+
+
+def sweep_dead_workers(root: Path) -> int:
+    swept = 0
+    for entry in root.iterdir():
+        if entry.is_dir() and entry.name.startswith("w-") and not _is_locked(entry):
+            shutil.rmtree(entry, ignore_errors=True)
+            swept += 1
+    if swept:
+        log.info("swept %d stale temp entries from %s", swept, root)
+    return swept
+
+
+def _is_locked(directory: Path) -> bool:
+    try:
+        fd = os.open(directory / _LOCK_NAME, os.O_RDWR)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False

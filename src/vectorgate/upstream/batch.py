@@ -1,0 +1,112 @@
+"""One file batch per request: create it, poll it to the end under a deadline, report failures."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping, Sequence
+
+import openai
+from openai.types.vector_stores import VectorStoreFile, VectorStoreFileBatch
+
+from vectorgate.errors import AppError, ErrorCode
+from vectorgate.upstream.errors import upstream_errors
+
+log = logging.getLogger(__name__)
+
+_DEFAULT_POLL_S = 1.0
+_MIN_POLL_S = 0.05
+_MAX_POLL_S = 5.0
+
+
+async def create_batch(
+    client: openai.AsyncOpenAI, vector_store_id: str, file_ids: Sequence[str]
+) -> VectorStoreFileBatch:
+    with upstream_errors("create the file batch", not_found="Vector store not found"):
+        return await client.vector_stores.file_batches.create(
+            vector_store_id, file_ids=list(file_ids)
+        )
+
+
+async def wait_for_batch(
+    client: openai.AsyncOpenAI, batch: VectorStoreFileBatch, *, timeout_s: float
+) -> VectorStoreFileBatch:
+    """Poll until the batch leaves `in_progress`; past `timeout_s` cancel it and answer 504.
+
+    Polls as often as OpenAI's `openai-poll-after-ms` header asks, within sane bounds.
+    """
+    try:
+        async with asyncio.timeout(timeout_s):
+            while batch.status == "in_progress":
+                with upstream_errors("poll the file batch"):
+                    raw = await client.vector_stores.file_batches.with_raw_response.retrieve(
+                        batch.id, vector_store_id=batch.vector_store_id
+                    )
+                batch = raw.parse()
+                if batch.status == "in_progress":
+                    await asyncio.sleep(_poll_interval(raw.headers))
+    except TimeoutError:
+        await _cancel(client, batch)
+        raise AppError(
+            504,
+            ErrorCode.BATCH_TIMEOUT,
+            f"File batch {batch.id} did not finish within {timeout_s:g}s and was cancelled",
+        ) from None
+    return batch
+
+
+def _poll_interval(headers: Mapping[str, str]) -> float:
+    try:
+        seconds = int(headers["openai-poll-after-ms"]) / 1000
+    except (KeyError, ValueError):
+        return _DEFAULT_POLL_S
+    return min(max(seconds, _MIN_POLL_S), _MAX_POLL_S)
+
+
+async def _cancel(client: openai.AsyncOpenAI, batch: VectorStoreFileBatch) -> None:
+    try:
+        await asyncio.shield(
+            client.vector_stores.file_batches.cancel(batch.id, vector_store_id=batch.vector_store_id)
+        )
+    except openai.OpenAIError as exc:
+        log.warning("could not cancel file batch %s: %s", batch.id, type(exc).__name__)
+
+
+async def raise_for_failures(
+    client: openai.AsyncOpenAI, batch: VectorStoreFileBatch, filenames: Mapping[str, str]
+) -> None:
+    """A batch that failed, was cancelled, or lost any file answers 500 naming each file."""
+    counts = batch.file_counts
+    if batch.status == "completed" and counts.failed == 0 and counts.cancelled == 0:
+        return
+    failed = await _unsuccessful_files(client, batch)
+    parts = [_describe(file, filenames) for file in failed]
+    detail = "; ".join(parts) if parts else "no file-level error was reported"
+    raise AppError(
+        500,
+        ErrorCode.BATCH_FAILED,
+        f"File batch {batch.id} ended {batch.status}: {detail}",
+        details={"batch_id": batch.id, "status": batch.status},
+    )
+
+
+async def _unsuccessful_files(
+    client: openai.AsyncOpenAI, batch: VectorStoreFileBatch
+) -> list[VectorStoreFile]:
+    files: list[VectorStoreFile] = []
+    try:
+        for status in ("failed", "cancelled"):
+            async for file in client.vector_stores.file_batches.list_files(
+                batch.id, vector_store_id=batch.vector_store_id, filter=status
+            ):
+                files.append(file)
+    except openai.OpenAIError as exc:
+        log.warning("could not list the files of batch %s: %s", batch.id, type(exc).__name__)
+    return files
+
+
+def _describe(file: VectorStoreFile, filenames: Mapping[str, str]) -> str:
+    name = filenames.get(file.id, file.id)
+    if file.last_error is None:
+        return f"{name} ({file.id}): {file.status}"
+    return f"{name} ({file.id}): {file.status}: {file.last_error.code}: {file.last_error.message}"

@@ -1,0 +1,91 @@
+"""Uploading files to OpenAI: bounded concurrency, request order kept, whole-file retries."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Sequence
+
+import openai
+from openai.types import FileObject
+
+from vectorgate.upstream.compensate import UploadedFiles
+from vectorgate.upstream.errors import upstream_errors
+from vectorgate.uploads.convert import UpstreamForm
+
+log = logging.getLogger(__name__)
+
+_TRANSIENT = (openai.RateLimitError, openai.InternalServerError, openai.APIConnectionError)
+_MAX_BACKOFF_S = 8.0
+_MAX_RETRY_AFTER_S = 30.0
+
+
+async def upload_files(
+    client: openai.AsyncOpenAI,
+    forms: Sequence[UpstreamForm],
+    uploaded: UploadedFiles,
+    *,
+    concurrency: int,
+    max_retries: int,
+    backoff_s: float,
+) -> list[FileObject]:
+    """Upload every form, at most `concurrency` at once; results in the order of `forms`.
+
+    Each file that reaches OpenAI is recorded in `uploaded` at once, so a failure of
+    any other file (or anything later) can delete it again.
+    """
+    # The SDK's own retries would re-send an already consumed file object: retry here
+    # instead, reopening the file so every attempt sends it whole.
+    once = client.with_options(max_retries=0)
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one(form: UpstreamForm) -> FileObject:
+        async with gate:
+            with upstream_errors(f"upload {form.filename}"):
+                file = await _upload_with_retries(once, form, max_retries, backoff_s)
+            uploaded.add(file.id)
+            return file
+
+    async with asyncio.TaskGroup() as group:
+        tasks = [group.create_task(one(form)) for form in forms]
+    return [task.result() for task in tasks]
+
+
+async def _upload_with_retries(
+    client: openai.AsyncOpenAI, form: UpstreamForm, max_retries: int, backoff_s: float
+) -> FileObject:
+    attempt = 0
+    while True:
+        try:
+            with form.path.open("rb") as body:
+                return await client.files.create(
+                    file=(form.filename, body, form.mime_type), purpose="assistants"
+                )
+        except _TRANSIENT as exc:
+            if attempt >= max_retries:
+                raise
+            delay = _retry_delay(exc, attempt, backoff_s)
+            log.info(
+                "upload of %s failed (%s), retry %d/%d in %.2fs",
+                form.filename,
+                type(exc).__name__,
+                attempt + 1,
+                max_retries,
+                delay,
+            )
+        attempt += 1
+        await asyncio.sleep(delay)
+
+
+def _retry_delay(exc: Exception, attempt: int, backoff_s: float) -> float:
+    """Honour Retry-After when OpenAI sends one, else exponential backoff with jitter."""
+    if isinstance(exc, openai.APIStatusError):
+        retry_after = exc.response.headers.get("retry-after")
+        try:
+            if retry_after is not None:
+                return min(max(float(retry_after), 0.0), _MAX_RETRY_AFTER_S)
+        except ValueError:
+            pass
+    base = min(backoff_s * 2**attempt, _MAX_BACKOFF_S)
+    return base * random.uniform(0.75, 1.0)  # noqa: S311 - jitter, not crypto

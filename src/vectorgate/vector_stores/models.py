@@ -1,0 +1,52 @@
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import BigInteger, ForeignKey, ForeignKeyConstraint, Index, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from vectorgate.db import Base, UTCDateTime, utcnow
+
+
+class VectorStore(Base):
+    """A vector store registered to an organization: (organization, credential, upstream id)."""
+
+    __tablename__ = "vector_stores"
+
+    organization_id: Mapped[str] = mapped_column(
+        ForeignKey("organizations.id", ondelete="CASCADE"), primary_key=True
+    )
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    credential_id: Mapped[str] = mapped_column(
+        ForeignKey("credentials.id", ondelete="CASCADE"), index=True
+    )
+    name: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class VectorStoreFile(Base):
+    """Our record of one uploaded file and its processing status."""
+
+    __tablename__ = "vector_store_files"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["organization_id", "vector_store_id"],
+            ["vector_stores.organization_id", "vector_stores.id"],
+            ondelete="CASCADE",
+        ),
+        Index(None, "organization_id", "vector_store_id", "created_at"),
+        Index(None, "processing_status", "batch_id"),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    organization_id: Mapped[str] = mapped_column(String(32))
+    vector_store_id: Mapped[str] = mapped_column(String(128))
+    file_id: Mapped[str | None] = mapped_column(String(128), index=True)
+    batch_id: Mapped[str | None] = mapped_column(String(128))
+    filename: Mapped[str] = mapped_column(String(1024))
+    size: Mapped[int] = mapped_column(BigInteger)
+    mime_type: Mapped[str] = mapped_column(String(200))
+    processing_status: Mapped[str] = mapped_column(String(16), default="pending")
+    error_message: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)

@@ -1,0 +1,100 @@
+"""Shared fixtures: databases (SQLite always, PostgreSQL when reachable), the fake OpenAI.
+
+PostgreSQL: tests marked `postgres` run against the server named by
+`VECTORGATE_TEST_POSTGRES_URL` (default: the local server on 127.0.0.1:5432, user
+postgres, database test). Each test session works in a database of its own, created and
+dropped here. Where no server answers, those tests skip and say why, unless
+`VECTORGATE_TEST_REQUIRE_POSTGRES=1` (CI), where that is a failure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+from sqlalchemy import make_url
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
+
+from vectorgate.db import create_engine, create_sessionmaker
+from vectorgate.migrate import upgrade_to_head
+from vectorgate.testing.fake_openai import FakeOpenAI
+
+DEFAULT_POSTGRES_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+
+
+def _postgres_admin_url() -> str:
+    return os.environ.get("VECTORGATE_TEST_POSTGRES_URL", DEFAULT_POSTGRES_URL)
+
+
+async def _postgres_execute(url: str, statement: str) -> None:
+    engine = create_async_engine(url, isolation_level="AUTOCOMMIT")
+    try:
+        async with engine.connect() as connection:
+            await connection.exec_driver_sql(statement)
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test session, dropped at the end."""
+    admin_url = _postgres_admin_url()
+    name = f"vectorgate_test_{uuid.uuid4().hex[:12]}"
+    try:
+        asyncio.run(_postgres_execute(admin_url, f'CREATE DATABASE "{name}"'))
+    except (OSError, Exception) as exc:  # noqa: BLE001 - any failure means "not reachable"
+        reason = f"PostgreSQL not reachable at {make_url(admin_url).render_as_string()}: {exc!r}"
+        if os.environ.get("VECTORGATE_TEST_REQUIRE_POSTGRES") == "1":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    url = make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    yield url
+    asyncio.run(_postgres_execute(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(scope="session")
+def sqlite_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('db') / 'vectorgate.db'}"
+
+
+@pytest.fixture(scope="session", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest) -> str:
+    """A migrated database URL, once per backend."""
+    url: str = request.getfixturevalue(f"{request.param}_url")
+    upgrade_to_head(url)
+    return url
+
+
+@pytest_asyncio.fixture
+async def sessionmaker(database_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    engine = create_engine(database_url)
+    try:
+        yield create_sessionmaker(engine)
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def fake_openai() -> Iterator[FakeOpenAI]:
+    with FakeOpenAI() as fake:
+        yield fake
+
+
+@pytest.fixture
+def fake(fake_openai: FakeOpenAI) -> Iterator[FakeOpenAI]:
+    """The session's fake OpenAI, clean for each test."""
+    fake_openai.reset()
+    yield fake_openai
+    fake_openai.reset()
+
+
+@pytest.fixture
+def temp_root(tmp_path: Path) -> Path:
+    path = tmp_path / "staging"
+    path.mkdir()
+    return path

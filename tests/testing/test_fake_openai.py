@@ -1,0 +1,653 @@
+"""The fake OpenAI, driven only through the real `openai` SDK over HTTP.
+
+Every endpoint and fault the service relies on is exercised here so that the SDK's own
+request building and response parsing prove the fake is wire-compatible.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import openai
+import pytest
+import pytest_asyncio
+from openai import AsyncOpenAI
+from openai.types import FileDeleted, FileObject, VectorStore, VectorStoreDeleted
+from openai.types.vector_stores import (
+    VectorStoreFile,
+    VectorStoreFileBatch,
+    VectorStoreFileDeleted,
+)
+
+from vectorgate.testing.fake_openai import BatchSnapshot, FakeOpenAI, StoredFile, key_hint
+
+KEY_A = "sk-test-owner-a-0001"
+KEY_B = "sk-test-owner-b-0002"
+MIB = 1024 * 1024
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[FakeOpenAI]:
+    with FakeOpenAI() as fake:
+        yield fake
+
+
+@pytest.fixture
+def fake(server: FakeOpenAI) -> FakeOpenAI:
+    server.reset()
+    return server
+
+
+def sdk(fake: FakeOpenAI, key: str = KEY_A, **options: Any) -> AsyncOpenAI:
+    options.setdefault("max_retries", 0)
+    return AsyncOpenAI(api_key=key, base_url=fake.base_url, **options)
+
+
+@pytest_asyncio.fixture
+async def client(fake: FakeOpenAI) -> AsyncIterator[AsyncOpenAI]:
+    async with sdk(fake) as c:
+        yield c
+
+
+async def upload(client: AsyncOpenAI, name: str = "notes.txt", data: bytes = b"hello") -> FileObject:
+    return await client.files.create(file=(name, data, "text/plain"), purpose="assistants")
+
+
+async def post_multipart(client: AsyncOpenAI, parts: list[tuple[str, bytes]]) -> FileObject:
+    """POST /files with a hand-built multipart body (header block, data) per part."""
+    boundary = "fake-openai-test-boundary"
+    body = b"".join(
+        f"--{boundary}\r\n{headers}\r\n\r\n".encode() + data + b"\r\n" for headers, data in parts
+    )
+    body += f"--{boundary}--\r\n".encode()
+    # Capitalised so the SDK passes the body through instead of re-encoding it as files.
+    content_type = f"Multipart/Form-Data; boundary={boundary}"
+    return await client.post(
+        "/files", cast_to=FileObject, content=body, options={"headers": {"Content-Type": content_type}}
+    )
+
+
+PURPOSE_PART = ('Content-Disposition: form-data; name="purpose"', b"assistants")
+
+
+# --------------------------------------------------------------------------- files
+
+
+@pytest.mark.asyncio
+async def test_upload_returns_file_object_and_spools_content(
+    fake: FakeOpenAI, client: AsyncOpenAI
+) -> None:
+    data = b"some text\n" * 100
+    created = await client.files.create(
+        file=("notes.txt", data, "text/plain"), purpose="assistants"
+    )
+
+    assert isinstance(created, FileObject)
+    assert re.fullmatch(r"file-[0-9a-f]{24}", created.id)
+    assert (created.object, created.bytes, created.filename) == ("file", len(data), "notes.txt")
+    assert (created.purpose, created.status, created.status_details) == ("assistants", "processed", None)
+    assert abs(created.created_at - time.time()) < 60
+    [stored] = fake.files_for(KEY_A)
+    assert isinstance(stored, StoredFile)
+    assert stored.id == created.id
+    assert stored.sha256 == hashlib.sha256(data).hexdigest()
+    assert (stored.content_type, stored.purpose, stored.deleted) == ("text/plain", "assistants", False)
+    assert stored.path.parent == fake.spool_dir and stored.path.read_bytes() == data
+    assert fake.file_content(created.id) == data
+    assert fake.files_for(KEY_B) == []
+
+
+@pytest.mark.asyncio
+async def test_retrieve_list_content_and_delete(fake: FakeOpenAI, client: AsyncOpenAI) -> None:
+    first = await upload(client, "a.txt", b"first")
+    second = await upload(client, "b.txt", b"second")
+
+    assert await client.files.retrieve(first.id) == first
+    listed = [f async for f in client.files.list(limit=1, order="asc")]  # pages via `after`
+    assert [f.id for f in listed] == [first.id, second.id]
+    page = await client.files.list()
+    assert (page.data[0].id, page.has_more) == (second.id, False)  # newest first by default
+    assert (await client.files.content(second.id)).content == b"second"
+
+    deleted = await client.files.delete(first.id)
+    assert deleted == FileDeleted(id=first.id, object="file", deleted=True)
+    with pytest.raises(openai.NotFoundError) as caught:
+        await client.files.retrieve(first.id)
+    assert caught.value.body == {
+        "message": f"No such File object: {first.id}",
+        "type": "invalid_request_error",
+        "param": "id",
+        "code": None,
+    }
+    assert [f.id async for f in client.files.list()] == [second.id]
+    assert [f.id for f in fake.files_for(KEY_A)] == [second.id]
+    assert [f.deleted for f in fake.files_for(KEY_A, include_deleted=True)] == [True, False]
+
+
+@pytest.mark.asyncio
+async def test_filenames_are_kept_exactly_raw_utf8_and_rfc5987(
+    fake: FakeOpenAI, client: AsyncOpenAI
+) -> None:
+    raw_name = "Résumé – 履歴書 v2;final.pdf"
+    raw = await client.files.create(file=(raw_name, b"%PDF-1.4"), purpose="assistants")
+    extended = await post_multipart(
+        client,
+        [
+            PURPOSE_PART,
+            (
+                'Content-Disposition: form-data; name="file"; filename="fallback.txt"; '
+                "filename*=UTF-8''%C3%BCbersicht%20%E2%82%AC.txt\r\nContent-Type: text/plain",
+                b"euro",
+            ),
+        ],
+    )
+
+    assert raw.filename == raw_name
+    assert extended.filename == "übersicht €.txt"
+    stored = {f.id: f for f in fake.files_for(KEY_A)}
+    assert stored[raw.id].filename == raw_name
+    assert stored[raw.id].content_type == "application/pdf"  # guessed by the SDK's httpx2
+    assert (stored[extended.id].filename, stored[extended.id].content_type) == (
+        "übersicht €.txt",
+        "text/plain",
+    )
+
+
+@pytest.mark.asyncio
+async def test_invalid_uploads_are_rejected_and_leave_no_spool_files(
+    fake: FakeOpenAI, client: AsyncOpenAI
+) -> None:
+    with pytest.raises(openai.BadRequestError) as no_file:
+        await post_multipart(client, [PURPOSE_PART])
+    assert no_file.value.status_code == 400
+    assert no_file.value.body == {
+        "message": "Missing required parameter: 'file'.",
+        "type": "invalid_request_error",
+        "param": "file",
+        "code": None,
+    }
+    with pytest.raises(openai.BadRequestError, match="'purpose'"):
+        await client.files.create(file=("x.txt", b"x"), purpose="nonsense")  # type: ignore[arg-type]
+    with pytest.raises(openai.BadRequestError, match="multipart"):
+        await client.post("/files", cast_to=FileObject, body={"purpose": "assistants"})
+
+    assert fake.files_for(include_deleted=True) == []
+    assert list(fake.spool_dir.iterdir()) == []
+
+
+@pytest.mark.asyncio
+async def test_50_mib_upload_is_streamed_to_the_spool_dir(
+    fake: FakeOpenAI, client: AsyncOpenAI
+) -> None:
+    data = bytes(range(256)) * (50 * MIB // 256)
+
+    created = await client.files.create(file=("big.bin", data), purpose="assistants")
+
+    assert created.bytes == 50 * MIB
+    [stored] = fake.files_for(KEY_A)
+    assert stored.sha256 == hashlib.sha256(data).hexdigest()
+    assert stored.path.stat().st_size == 50 * MIB
+
+
+# --------------------------------------------------------------------------- auth
+
+
+@pytest.mark.asyncio
+async def test_bad_missing_and_rejected_keys_get_openai_401(fake: FakeOpenAI) -> None:
+    bad_key = "not-a-real-key-123456789"
+    async with sdk(fake, bad_key) as bad:
+        with pytest.raises(openai.AuthenticationError) as caught:
+            await bad.files.list()
+    assert caught.value.status_code == 401
+    assert caught.value.body == {
+        "message": f"Incorrect API key provided: {key_hint(bad_key)}.",
+        "type": "invalid_request_error",
+        "param": None,
+        "code": "invalid_api_key",
+    }
+    assert bad_key not in str(caught.value.body)
+
+    async with sdk(fake) as client:
+        with pytest.raises(openai.AuthenticationError, match="didn't provide an API key"):
+            await client.files.list(extra_headers={"Authorization": "Basic abc"})
+
+    fake.rejected_keys.add(KEY_B)
+    async with sdk(fake, KEY_B) as rejected:
+        with pytest.raises(openai.AuthenticationError) as revoked:
+            await rejected.vector_stores.create(name="nope")
+    assert KEY_B not in str(revoked.value.body)
+    assert fake.requests[-1] == ("POST", "/vector_stores", key_hint(KEY_B))
+
+
+@pytest.mark.asyncio
+async def test_objects_are_invisible_to_other_keys(fake: FakeOpenAI, client: AsyncOpenAI) -> None:
+    file = await upload(client)
+    store = await client.vector_stores.create(name="a")
+    batch = await client.vector_stores.file_batches.create(store.id, file_ids=[file.id])
+
+    async with sdk(fake, KEY_B) as other:
+        for call in (
+            other.files.retrieve(file.id),
+            other.files.delete(file.id),
+            other.files.content(file.id),
+            other.vector_stores.retrieve(store.id),
+            other.vector_stores.delete(store.id),
+            other.vector_stores.files.retrieve(file.id, vector_store_id=store.id),
+            other.vector_stores.file_batches.retrieve(batch.id, vector_store_id=store.id),
+            other.vector_stores.file_batches.cancel(batch.id, vector_store_id=store.id),
+        ):
+            with pytest.raises(openai.NotFoundError):
+                await call
+        own_store = await other.vector_stores.create(name="b")
+        with pytest.raises(openai.NotFoundError, match=f"No such File object: {file.id}"):
+            await other.vector_stores.file_batches.create(own_store.id, file_ids=[file.id])
+        assert [f async for f in other.files.list()] == []
+
+    assert fake.vector_store_files(own_store.id) == []
+    assert [f.id for f in fake.files_for(KEY_A)] == [file.id]
+    assert (await client.vector_stores.retrieve(store.id)).id == store.id
+
+
+# --------------------------------------------------------------------------- vector stores
+
+
+@pytest.mark.asyncio
+async def test_vector_store_create_retrieve_delete(fake: FakeOpenAI, client: AsyncOpenAI) -> None:
+    store = await client.vector_stores.create(name="docs", metadata={"team": "x"})
+
+    assert isinstance(store, VectorStore)
+    assert store.id.startswith("vs_") and store.name == "docs"
+    assert (store.status, store.usage_bytes, store.metadata) == ("completed", 0, {"team": "x"})
+    assert store.file_counts.model_dump() == {
+        "cancelled": 0,
+        "completed": 0,
+        "failed": 0,
+        "in_progress": 0,
+        "total": 0,
+    }
+    assert await client.vector_stores.retrieve(store.id) == store
+    direct = fake.create_vector_store(KEY_A, name="made-directly")
+    assert (await client.vector_stores.retrieve(direct)).name == "made-directly"
+
+    deleted = await client.vector_stores.delete(store.id)
+    assert deleted == VectorStoreDeleted(id=store.id, object="vector_store.deleted", deleted=True)
+    with pytest.raises(openai.NotFoundError, match="No such vector store"):
+        await client.vector_stores.retrieve(store.id)
+
+
+@pytest.mark.asyncio
+async def test_single_file_attach_polls_lists_and_detaches(
+    fake: FakeOpenAI, client: AsyncOpenAI
+) -> None:
+    file = await upload(client, data=b"12345")
+    store = await client.vector_stores.create(name="docs")
+
+    attached = await client.vector_stores.files.create(store.id, file_id=file.id)
+    assert isinstance(attached, VectorStoreFile)
+    assert (attached.id, attached.status, attached.vector_store_id) == (file.id, "in_progress", store.id)
+    in_progress = client.vector_stores.files.list(store.id, filter="in_progress")
+    assert [f.id async for f in in_progress] == [file.id]
+
+    started = time.monotonic()
+    done = await client.vector_stores.files.poll(file.id, vector_store_id=store.id)
+    assert time.monotonic() - started < 0.9  # paced by openai-poll-after-ms, not the 1 s default
+    assert (done.status, done.last_error, done.usage_bytes) == ("completed", None, 5)
+    refreshed = await client.vector_stores.retrieve(store.id)
+    assert (refreshed.file_counts.completed, refreshed.file_counts.total) == (1, 1)
+    assert refreshed.usage_bytes == 5
+    assert [f.id async for f in client.vector_stores.files.list(store.id, filter="completed")] == [
+        file.id
+    ]
+    assert fake.vector_store_files(store.id) == [file.id]
+
+    detached = await client.vector_stores.files.delete(file.id, vector_store_id=store.id)
+    assert detached == VectorStoreFileDeleted(
+        id=file.id, object="vector_store.file.deleted", deleted=True
+    )
+    assert fake.vector_store_files(store.id) == []
+    with pytest.raises(openai.NotFoundError):
+        await client.vector_stores.files.retrieve(file.id, vector_store_id=store.id)
+    assert (await client.files.retrieve(file.id)).id == file.id  # detaching keeps the file
+
+
+# --------------------------------------------------------------------------- batches
+
+
+@pytest.mark.asyncio
+async def test_batch_completes_after_polls_with_poll_after_header(
+    fake: FakeOpenAI, client: AsyncOpenAI
+) -> None:
+    fake.polls_to_complete = 3
+    fake.poll_after_ms = 20
+    files = [await upload(client, f"doc{i}.txt", b"x" * (i + 1)) for i in range(3)]
+    store = await client.vector_stores.create(name="docs")
+
+    batch = await client.vector_stores.file_batches.create(store.id, file_ids=[f.id for f in files])
+    assert isinstance(batch, VectorStoreFileBatch)
+    assert batch.id.startswith("vsfb_") and batch.object == "vector_store.files_batch"
+    assert (batch.status, batch.vector_store_id) == ("in_progress", store.id)
+    assert (batch.file_counts.in_progress, batch.file_counts.total) == (3, 3)
+    listed = client.vector_stores.files.list(store.id, filter="in_progress")
+    assert {f.id async for f in listed} == {f.id for f in files}
+
+    statuses = []
+    for _ in range(3):
+        raw = await client.vector_stores.file_batches.with_raw_response.retrieve(
+            batch.id, vector_store_id=store.id
+        )
+        assert raw.headers["openai-poll-after-ms"] == "20"
+        statuses.append(raw.parse().status)
+    assert statuses == ["in_progress", "in_progress", "completed"]
+
+    final = await client.vector_stores.file_batches.retrieve(batch.id, vector_store_id=store.id)
+    assert final.file_counts.model_dump() == {
+        "cancelled": 0,
+        "completed": 3,
+        "failed": 0,
+        "in_progress": 0,
+        "total": 3,
+    }
+    completed = client.vector_stores.file_batches.list_files(
+        batch.id, vector_store_id=store.id, filter="completed", limit=2
+    )
+    assert {f.id async for f in completed} == {f.id for f in files}
+    assert (await client.vector_stores.retrieve(store.id)).usage_bytes == 1 + 2 + 3
+    assert fake.batches == [
+        BatchSnapshot(
+            id=batch.id,
+            vector_store_id=store.id,
+            file_ids=tuple(f.id for f in files),
+            status="completed",
+            cancel_requested=False,
+        )
+    ]
+
+
+@pytest.mark.asyncio
+async def test_batch_create_and_poll_accepts_files_objects(
+    fake: FakeOpenAI, client: AsyncOpenAI
+) -> None:
+    file = await upload(client)
+    store = await client.vector_stores.create(name="docs")
+
+    batch = await client.vector_stores.file_batches.create_and_poll(
+        store.id, files=[{"file_id": file.id}]
+    )
+
+    assert (batch.status, batch.file_counts.completed) == ("completed", 1)
+    assert fake.vector_store_files(store.id) == [file.id]
+
+
+@pytest.mark.asyncio
+async def test_batch_with_unknown_store_or_file_is_404_and_attaches_nothing(
+    fake: FakeOpenAI, client: AsyncOpenAI
+) -> None:
+    file = await upload(client)
+    store = await client.vector_stores.create(name="docs")
+
+    with pytest.raises(openai.NotFoundError, match="No such vector store"):
+        await client.vector_stores.file_batches.create("vs_missing", file_ids=[file.id])
+    with pytest.raises(openai.NotFoundError, match="No such File object: file-missing"):
+        await client.vector_stores.file_batches.create(store.id, file_ids=[file.id, "file-missing"])
+    assert fake.vector_store_files(store.id) == []
+    assert fake.batches == []
+
+
+@pytest.mark.asyncio
+async def test_batch_mode_fail_fails_every_file(fake: FakeOpenAI, client: AsyncOpenAI) -> None:
+    fake.batch_mode = "fail"
+    files = [await upload(client, f"{i}.txt") for i in range(2)]
+    store = await client.vector_stores.create(name="docs")
+
+    batch = await client.vector_stores.file_batches.create_and_poll(
+        store.id, file_ids=[f.id for f in files]
+    )
+
+    assert (batch.status, batch.file_counts.failed, batch.file_counts.total) == ("failed", 2, 2)
+    failed = [
+        f
+        async for f in client.vector_stores.file_batches.list_files(
+            batch.id, vector_store_id=store.id, filter="failed"
+        )
+    ]
+    assert len(failed) == 2
+    assert all(f.last_error is not None and f.last_error.code == "server_error" for f in failed)
+
+
+@pytest.mark.asyncio
+async def test_batch_mode_cancel_cancels_every_file(fake: FakeOpenAI, client: AsyncOpenAI) -> None:
+    fake.batch_mode = "cancel"
+    file = await upload(client)
+    store = await client.vector_stores.create(name="docs")
+
+    batch = await client.vector_stores.file_batches.create_and_poll(store.id, file_ids=[file.id])
+
+    assert (batch.status, batch.file_counts.cancelled) == ("cancelled", 1)
+    vs_file = await client.vector_stores.files.retrieve(file.id, vector_store_id=store.id)
+    assert vs_file.status == "cancelled"
+
+
+@pytest.mark.asyncio
+async def test_files_named_to_fail_fail_while_the_batch_completes(
+    fake: FakeOpenAI, client: AsyncOpenAI
+) -> None:
+    fake.fail_files_named("virus.exe", code="unsupported_file", message="Unsupported type.")
+    good = await upload(client, "good.txt")
+    bad = await upload(client, "virus.exe")
+    store = await client.vector_stores.create(name="docs")
+
+    batch = await client.vector_stores.file_batches.create_and_poll(
+        store.id, file_ids=[good.id, bad.id]
+    )
+
+    assert batch.status == "completed"
+    assert (batch.file_counts.completed, batch.file_counts.failed) == (1, 1)
+    [failed] = [
+        f
+        async for f in client.vector_stores.file_batches.list_files(
+            batch.id, vector_store_id=store.id, filter="failed"
+        )
+    ]
+    assert failed.id == bad.id
+    assert failed.last_error is not None
+    assert failed.last_error.model_dump() == {"code": "unsupported_file", "message": "Unsupported type."}
+
+
+@pytest.mark.asyncio
+async def test_stuck_batch_stays_in_progress_until_cancelled(
+    fake: FakeOpenAI, client: AsyncOpenAI
+) -> None:
+    fake.batch_mode = "stuck"
+    file = await upload(client)
+    store = await client.vector_stores.create(name="docs")
+    batch = await client.vector_stores.file_batches.create(store.id, file_ids=[file.id])
+
+    for _ in range(5):
+        again = await client.vector_stores.file_batches.retrieve(batch.id, vector_store_id=store.id)
+        assert (again.status, again.file_counts.in_progress) == ("in_progress", 1)
+
+    cancelling = await client.vector_stores.file_batches.cancel(batch.id, vector_store_id=store.id)
+    assert cancelling.status == "cancelling"  # type: ignore[comparison-overlap]
+    assert fake.batches[0].cancel_requested
+    cancelled = await client.vector_stores.file_batches.poll(batch.id, vector_store_id=store.id)
+    assert (cancelled.status, cancelled.file_counts.cancelled) == ("cancelled", 1)
+    vs_file = await client.vector_stores.files.retrieve(file.id, vector_store_id=store.id)
+    assert vs_file.status == "cancelled"
+
+
+# --------------------------------------------------------------------------- faults
+
+
+@pytest.mark.asyncio
+async def test_status_fault_with_retry_after_is_honoured_by_sdk_retry(fake: FakeOpenAI) -> None:
+    fake.inject("POST", r"/vector_stores", status=429, retry_after=0.3)
+    async with sdk(fake) as no_retry:
+        with pytest.raises(openai.RateLimitError) as caught:
+            await no_retry.vector_stores.create(name="x")
+    assert caught.value.response.headers["retry-after"] == "0.3"
+    assert "x-should-retry" not in caught.value.response.headers
+    assert isinstance(caught.value.body, dict) and caught.value.body["code"] == "rate_limit_exceeded"
+
+    fake.inject("POST", r"/vector_stores", status=429, retry_after=0.3)
+    async with sdk(fake, max_retries=1) as retrying:
+        started = time.monotonic()
+        store = await retrying.vector_stores.create(name="x")
+        assert time.monotonic() - started >= 0.3
+        assert (await retrying.vector_stores.retrieve(store.id)).name == "x"
+    assert [r[:2] for r in fake.requests].count(("POST", "/vector_stores")) == 3
+
+
+@pytest.mark.asyncio
+async def test_status_fault_skips_action_custom_body_order_and_times(
+    fake: FakeOpenAI, client: AsyncOpenAI
+) -> None:
+    body = {"error": {"message": "custom", "type": "server_error", "param": None, "code": "x"}}
+    fake.inject("GET", r"/files", status=503)  # different method: must not be consumed
+    fake.inject("POST", r"/files", status=500, body=body, times=2)
+    fake.inject("POST", r"/f.*", status=400)
+
+    for _ in range(2):
+        with pytest.raises(openai.InternalServerError) as caught:
+            await upload(client)
+        assert caught.value.body == body["error"]
+    with pytest.raises(openai.BadRequestError, match="Injected fault"):
+        await upload(client)
+    assert fake.files_for(include_deleted=True) == []
+    assert (await upload(client)).bytes == 5
+
+    with pytest.raises(openai.InternalServerError):
+        await client.files.list()
+    fake.inject("*", r"/vector_stores/[^/]+", status=502, times=-1)
+    for _ in range(3):
+        with pytest.raises(openai.InternalServerError):
+            await client.vector_stores.retrieve("vs_anything")
+
+
+@pytest.mark.asyncio
+async def test_delay_fault_slows_a_request_or_times_out_the_sdk(
+    fake: FakeOpenAI, client: AsyncOpenAI
+) -> None:
+    fake.inject("GET", r"/files", delay=0.2)
+    started = time.monotonic()
+    await client.files.list()
+    assert time.monotonic() - started >= 0.2
+
+    fake.inject("GET", r"/files", delay=0.5)
+    with pytest.raises(openai.APITimeoutError):
+        await client.files.list(timeout=0.1)
+
+
+@pytest.mark.asyncio
+async def test_drop_fault_is_a_connection_error(
+    fake: FakeOpenAI, client: AsyncOpenAI, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake.inject("GET", r"/files", drop=True)
+    with pytest.raises(openai.APIConnectionError):
+        await client.files.list()
+
+    fake.inject("POST", r"/files", drop=True)
+    async with sdk(fake, max_retries=1) as retrying:
+        created = await upload(retrying)
+    assert [f.id for f in fake.files_for()] == [created.id]
+    assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
+
+
+@pytest.mark.asyncio
+async def test_upload_faults_apply_after_the_whole_body_is_read(
+    fake: FakeOpenAI, client: AsyncOpenAI
+) -> None:
+    fake.upload_read_delay = 0.05  # per started MiB: a 3 MiB upload takes >= 4 * 0.05 s
+    fake.inject("POST", r"/files", status=503)
+    data = b"z" * (3 * MIB)
+
+    started = time.monotonic()
+    with pytest.raises(openai.InternalServerError):
+        await upload(client, "big.txt", data)
+    assert time.monotonic() - started >= 0.2
+    assert fake.files_for(include_deleted=True) == []
+
+    started = time.monotonic()
+    created = await upload(client, "big.txt", data)
+    assert time.monotonic() - started >= 0.2
+    assert created.bytes == len(data)
+    assert list(fake.spool_dir.iterdir()) == [fake.files_for()[0].path]
+
+
+# --------------------------------------------------------------------------- inspection and lifecycle
+
+
+@pytest.mark.asyncio
+async def test_requests_log_and_reset(fake: FakeOpenAI, client: AsyncOpenAI) -> None:
+    file = await upload(client)
+    await client.files.retrieve(file.id)
+    assert fake.requests == [
+        ("POST", "/files", "sk-...0001"),
+        ("GET", f"/files/{file.id}", "sk-...0001"),
+    ]
+    fake.batch_mode = "stuck"
+    fake.inject("GET", r"/files", status=500, times=-1)
+
+    fake.reset()
+
+    assert (fake.requests, fake.files_for(include_deleted=True), fake.batches) == ([], [], [])
+    assert (fake.batch_mode, fake.polls_to_complete, fake.poll_after_ms) == ("complete", 2, 50)
+    assert [f async for f in client.files.list()] == []  # the fault is gone too
+    with pytest.raises(openai.NotFoundError):
+        await client.files.retrieve(file.id)
+
+
+def test_context_manager_and_spool_dir_ownership(tmp_path: Path) -> None:
+    with FakeOpenAI() as own:
+        assert re.fullmatch(r"http://127\.0\.0\.1:\d+/v1", own.base_url)
+        own_dir = own.spool_dir
+        assert own_dir.is_dir()
+    assert not own_dir.exists()
+    with pytest.raises(RuntimeError):
+        _ = own.base_url
+
+    given = tmp_path / "spool"
+    with FakeOpenAI(spool_dir=given) as fake:
+        assert fake.spool_dir == given
+    assert given.is_dir()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@pytest.mark.asyncio
+async def test_standalone_module_serves_until_interrupted() -> None:
+    port = _free_port()
+    command = [sys.executable, "-m", "vectorgate.testing.fake_openai", "--port", str(port)]
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                assert proc.poll() is None and time.monotonic() < deadline
+                time.sleep(0.05)
+        async with AsyncOpenAI(
+            api_key=KEY_A, base_url=f"http://127.0.0.1:{port}/v1", max_retries=0
+        ) as client:
+            store = await client.vector_stores.create(name="demo")
+            assert store.status == "completed"
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=10)
+    assert proc.returncode == 0, stderr.decode()
