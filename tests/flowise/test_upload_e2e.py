@@ -228,7 +228,7 @@ def test_upload_answered_500_twice_then_200_arrives_byte_identical(
     [stored] = fake.files_for(tenant.openai_key)
     assert stored.sha256 == hashlib.sha256(content).hexdigest()
     assert stored.bytes == len(content)
-    uploads = [r for r in fake.requests if r[0] == "POST" and r[1] == "/v1/files"]
+    uploads = [r for r in fake.requests if r[0] == "POST" and r[1] == "/files"]
     assert len(uploads) == 3
 
 

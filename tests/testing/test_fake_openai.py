@@ -59,7 +59,9 @@ async def client(fake: FakeOpenAI) -> AsyncIterator[AsyncOpenAI]:
         yield c
 
 
-async def upload(client: AsyncOpenAI, name: str = "notes.txt", data: bytes = b"hello") -> FileObject:
+async def upload(
+    client: AsyncOpenAI, name: str = "notes.txt", data: bytes = b"hello"
+) -> FileObject:
     return await client.files.create(file=(name, data, "text/plain"), purpose="assistants")
 
 
@@ -73,7 +75,10 @@ async def post_multipart(client: AsyncOpenAI, parts: list[tuple[str, bytes]]) ->
     # Capitalised so the SDK passes the body through instead of re-encoding it as files.
     content_type = f"Multipart/Form-Data; boundary={boundary}"
     return await client.post(
-        "/files", cast_to=FileObject, content=body, options={"headers": {"Content-Type": content_type}}
+        "/files",
+        cast_to=FileObject,
+        content=body,
+        options={"headers": {"Content-Type": content_type}},
     )
 
 
@@ -95,14 +100,23 @@ async def test_upload_returns_file_object_and_spools_content(
     assert isinstance(created, FileObject)
     assert re.fullmatch(r"file-[0-9a-f]{24}", created.id)
     assert (created.object, created.bytes, created.filename) == ("file", len(data), "notes.txt")
-    assert (created.purpose, created.status, created.status_details) == ("assistants", "processed", None)
+    assert (created.purpose, created.status, created.status_details) == (
+        "assistants",
+        "processed",
+        None,
+    )
     assert abs(created.created_at - time.time()) < 60
     [stored] = fake.files_for(KEY_A)
     assert isinstance(stored, StoredFile)
     assert stored.id == created.id
     assert stored.sha256 == hashlib.sha256(data).hexdigest()
-    assert (stored.content_type, stored.purpose, stored.deleted) == ("text/plain", "assistants", False)
-    assert stored.path.parent == fake.spool_dir and stored.path.read_bytes() == data
+    assert (stored.content_type, stored.purpose, stored.deleted) == (
+        "text/plain",
+        "assistants",
+        False,
+    )
+    assert stored.path.parent == fake.spool_dir
+    assert stored.path.read_bytes() == data
     assert fake.file_content(created.id) == data
     assert fake.files_for(KEY_B) == []
 
@@ -266,7 +280,8 @@ async def test_vector_store_create_retrieve_delete(fake: FakeOpenAI, client: Asy
     store = await client.vector_stores.create(name="docs", metadata={"team": "x"})
 
     assert isinstance(store, VectorStore)
-    assert store.id.startswith("vs_") and store.name == "docs"
+    assert store.id.startswith("vs_")
+    assert store.name == "docs"
     assert (store.status, store.usage_bytes, store.metadata) == ("completed", 0, {"team": "x"})
     assert store.file_counts.model_dump() == {
         "cancelled": 0,
@@ -294,7 +309,11 @@ async def test_single_file_attach_polls_lists_and_detaches(
 
     attached = await client.vector_stores.files.create(store.id, file_id=file.id)
     assert isinstance(attached, VectorStoreFile)
-    assert (attached.id, attached.status, attached.vector_store_id) == (file.id, "in_progress", store.id)
+    assert (attached.id, attached.status, attached.vector_store_id) == (
+        file.id,
+        "in_progress",
+        store.id,
+    )
     in_progress = client.vector_stores.files.list(store.id, filter="in_progress")
     assert [f.id async for f in in_progress] == [file.id]
 
@@ -334,7 +353,8 @@ async def test_batch_completes_after_polls_with_poll_after_header(
 
     batch = await client.vector_stores.file_batches.create(store.id, file_ids=[f.id for f in files])
     assert isinstance(batch, VectorStoreFileBatch)
-    assert batch.id.startswith("vsfb_") and batch.object == "vector_store.files_batch"
+    assert batch.id.startswith("vsfb_")
+    assert batch.object == "vector_store.files_batch"
     assert (batch.status, batch.vector_store_id) == ("in_progress", store.id)
     assert (batch.file_counts.in_progress, batch.file_counts.total) == (3, 3)
     listed = client.vector_stores.files.list(store.id, filter="in_progress")
@@ -460,7 +480,10 @@ async def test_files_named_to_fail_fail_while_the_batch_completes(
     ]
     assert failed.id == bad.id
     assert failed.last_error is not None
-    assert failed.last_error.model_dump() == {"code": "unsupported_file", "message": "Unsupported type."}
+    assert failed.last_error.model_dump() == {
+        "code": "unsupported_file",
+        "message": "Unsupported type.",
+    }
 
 
 @pytest.mark.asyncio
@@ -496,7 +519,8 @@ async def test_status_fault_with_retry_after_is_honoured_by_sdk_retry(fake: Fake
             await no_retry.vector_stores.create(name="x")
     assert caught.value.response.headers["retry-after"] == "0.3"
     assert "x-should-retry" not in caught.value.response.headers
-    assert isinstance(caught.value.body, dict) and caught.value.body["code"] == "rate_limit_exceeded"
+    assert isinstance(caught.value.body, dict)
+    assert caught.value.body["code"] == "rate_limit_exceeded"
 
     fake.inject("POST", r"/vector_stores", status=429, retry_after=0.3)
     async with sdk(fake, max_retries=1) as retrying:
@@ -583,7 +607,7 @@ async def test_upload_faults_apply_after_the_whole_body_is_read(
     assert list(fake.spool_dir.iterdir()) == [fake.files_for()[0].path]
 
 
-# --------------------------------------------------------------------------- inspection and lifecycle
+# --------------------------------------------------------------------------- inspection, lifecycle
 
 
 @pytest.mark.asyncio
@@ -607,7 +631,10 @@ async def test_requests_log_and_reset(fake: FakeOpenAI, client: AsyncOpenAI) -> 
 
 
 def test_context_manager_and_spool_dir_ownership(tmp_path: Path) -> None:
-    with FakeOpenAI() as own:
+    own = FakeOpenAI()
+    with pytest.raises(RuntimeError):
+        _ = own.spool_dir  # nothing is made on disk before start()
+    with own:
         assert re.fullmatch(r"http://127\.0\.0\.1:\d+/v1", own.base_url)
         own_dir = own.spool_dir
         assert own_dir.is_dir()
@@ -628,6 +655,16 @@ def _free_port() -> int:
         return port
 
 
+def _peak_rss_kib(pid: int) -> int | None:
+    """The process's peak resident set size (Linux only)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    match = re.search(r"^VmHWM:\s+(\d+) kB", status, re.MULTILINE)
+    return int(match.group(1)) if match else None
+
+
 @pytest.mark.asyncio
 async def test_standalone_module_serves_until_interrupted() -> None:
     port = _free_port()
@@ -640,13 +677,21 @@ async def test_standalone_module_serves_until_interrupted() -> None:
                 socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
                 break
             except OSError:
-                assert proc.poll() is None and time.monotonic() < deadline
+                assert proc.poll() is None
+                assert time.monotonic() < deadline
                 time.sleep(0.05)
         async with AsyncOpenAI(
             api_key=KEY_A, base_url=f"http://127.0.0.1:{port}/v1", max_retries=0
         ) as client:
             store = await client.vector_stores.create(name="demo")
             assert store.status == "completed"
+            peak_before = _peak_rss_kib(proc.pid)
+            created = await client.files.create(file=("big.bin", b"\0" * 50 * MIB), purpose="batch")
+            assert created.bytes == 50 * MIB
+            peak_after = _peak_rss_kib(proc.pid)
+            if peak_before is not None and peak_after is not None:
+                # the upload went to disk as it arrived, never whole into the server's memory
+                assert peak_after - peak_before < 16 * 1024
     finally:
         proc.send_signal(signal.SIGINT)
         _, stderr = proc.communicate(timeout=10)

@@ -26,7 +26,8 @@ to `batch_mode` ("complete", "fail", "cancel" or "stuck" = never ends); files na
 (`POST /vector_stores/{vs}/files`) advances the same way on each of its own retrieves;
 files attached through a batch advance only with their batch. Cancelling a batch makes it
 `cancelling`; the next retrieve makes it `cancelled` and cancels its unfinished files.
-Retrieves of batches and vector store files carry `openai-poll-after-ms`.
+Retrieves of batches and vector store files carry `openai-poll-after-ms: <poll_after_ms>`,
+which the SDK's `poll` helpers use as their interval.
 
 Faults: `inject(method, path_pattern, ...)` adds a rule. Rules are tried in order against
 the method and the path without its `/v1` prefix (`re.fullmatch`), and the first match is
@@ -113,7 +114,7 @@ class StoredFile:
     content_type: str | None
     deleted: bool
     path: Path
-    created_at: int = 0
+    created_at: int
 
 
 @dataclass(frozen=True)
@@ -786,12 +787,10 @@ async def _json_body(request: Request) -> Json:
 
 def _batch_file_ids(body: Json) -> list[str]:
     """`file_ids: [...]`, or `files: [{"file_id": ...}]` as the newer API allows."""
-    if "files" in body and "file_ids" not in body:
-        files = body["files"]
-        ids = [f.get("file_id") for f in files] if isinstance(files, list) else None
-        if ids and all(isinstance(f, dict) for f in files):
-            body = {"file_ids": ids}
     ids = body.get("file_ids")
+    files = body.get("files")
+    if ids is None and isinstance(files, list):
+        ids = [f.get("file_id") if isinstance(f, dict) else None for f in files]
     if not isinstance(ids, list) or not ids or not all(isinstance(i, str) for i in ids):
         raise _bad_request("Missing required parameter: 'file_ids'.", "file_ids")
     return ids
@@ -930,8 +929,10 @@ class _Api:
     async def create_store(self, request: Request) -> Response:
         body = await _json_body(request)
         metadata = body.get("metadata") or {}
-        name = body.get("name") or ""
-        return JSONResponse(self.state.create_store(_key(request), str(name), dict(metadata)))
+        if not isinstance(metadata, dict):
+            raise _bad_request("Invalid 'metadata': expected an object.", "metadata")
+        name = str(body.get("name") or "")
+        return JSONResponse(self.state.create_store(_key(request), name, metadata))
 
     async def get_store(self, request: Request) -> Response:
         return JSONResponse(self.state.get_store(_key(request), request.path_params["vs_id"]))
@@ -1087,9 +1088,7 @@ class FakeOpenAI:
 
     def __init__(self, spool_dir: Path | None = None) -> None:
         self._own_spool = spool_dir is None
-        self.spool_dir = (
-            Path(tempfile.mkdtemp(prefix="fake-openai-")) if spool_dir is None else spool_dir
-        )
+        self._spool_dir = spool_dir  # made by `_open_spool()` when the fake owns it
         self._state = _State()
         self._drop_filter = _DropLogFilter()
         self._server: uvicorn.Server | None = None
@@ -1107,11 +1106,23 @@ class FakeOpenAI:
 
     # -- lifecycle
 
+    @property
+    def spool_dir(self) -> Path:
+        """Where uploads are written; with no dir given, a temp dir made by `start()`."""
+        if self._spool_dir is None:
+            raise RuntimeError("the fake OpenAI server has not been started")
+        return self._spool_dir
+
+    def _open_spool(self) -> None:
+        if self._own_spool:
+            self._spool_dir = Path(tempfile.mkdtemp(prefix="fake-openai-"))
+        self.spool_dir.mkdir(parents=True, exist_ok=True)
+
     def start(self) -> None:
         """Serve on 127.0.0.1 on an ephemeral port; returns once connections are accepted."""
         if self._server is not None:
             raise RuntimeError("the fake OpenAI server is already running")
-        self.spool_dir.mkdir(parents=True, exist_ok=True)
+        self._open_spool()
         config = uvicorn.Config(
             self.app,
             host="127.0.0.1",
@@ -1124,32 +1135,33 @@ class FakeOpenAI:
         )
         server = uvicorn.Server(config)  # installs no signal handlers off the main thread
         thread = threading.Thread(target=server.run, name="fake-openai", daemon=True)
-        logging.getLogger("uvicorn.error").addFilter(self._drop_filter)
         thread.start()
         deadline = time.monotonic() + 10
         while not server.started:
             if not thread.is_alive() or time.monotonic() > deadline:
                 server.should_exit = True
+                self.stop()
                 raise RuntimeError("the fake OpenAI server did not start")
             time.sleep(0.005)
+        logging.getLogger("uvicorn.error").addFilter(self._drop_filter)
         self._server, self._thread = server, thread
         self._port = int(server.servers[0].sockets[0].getsockname()[1])
         logger.info("fake OpenAI listening on %s", self.base_url)
 
     def stop(self) -> None:
-        """Stop serving and remove the spool dir if the fake created it."""
+        """Stop serving; remove the spool dir (and so all content) if the fake created it."""
         if self._server is not None and self._thread is not None:
             self._server.should_exit = True
             self._thread.join(timeout=10)
         self._server = self._thread = None
         self._port = None
         logging.getLogger("uvicorn.error").removeFilter(self._drop_filter)
-        if self._own_spool:
-            shutil.rmtree(self.spool_dir, ignore_errors=True)
+        if self._own_spool and self._spool_dir is not None:
+            shutil.rmtree(self._spool_dir, ignore_errors=True)
 
     def serve(self, host: str, port: int) -> None:
         """Serve in the foreground (main thread) until Ctrl-C."""
-        self.spool_dir.mkdir(parents=True, exist_ok=True)
+        self._open_spool()
         config = uvicorn.Config(self.app, host=host, port=port, lifespan="off", ws="none")
         logging.getLogger("uvicorn.error").addFilter(self._drop_filter)
         try:

@@ -1,8 +1,8 @@
 """Builders of small valid upload files for tests and benchmarks.
 
 Each passes `vectorgate.uploads.filetypes.check_content` for its kind. The PDF is only
-a header and padding (vectorgate never looks further); the DOCX opens in Word; the PPTX
-holds just the parts vectorgate checks.
+a header and padding (vectorgate never looks further); the DOCX is the smallest complete
+WordprocessingML package; the PPTX holds just the parts vectorgate checks.
 """
 
 from __future__ import annotations

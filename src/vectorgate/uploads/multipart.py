@@ -136,7 +136,10 @@ class _MultipartIntake:
         part.filename = clean_filename(raw_filename)
         declared = part.headers.get("content-type", b"").decode("latin-1").strip() or None
         part.kind = kind_for(part.filename, declared, infer_generic=True)
-        part.path = self.workdir / f"{self.files_seen:03d}.upload"
+        # The staged name keeps the (already validated) extension: readers such as
+        # openpyxl go by it.
+        suffix = Path(part.filename).suffix.lower()
+        part.path = self.workdir / f"{self.files_seen:03d}{suffix}"
         part.file = part.path.open("wb", buffering=_WRITE_BUFFER)
 
     def _on_part_data(self, data: bytes, start: int, end: int) -> None:

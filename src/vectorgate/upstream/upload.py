@@ -47,8 +47,12 @@ async def upload_files(
             uploaded.add(file.id)
             return file
 
-    async with asyncio.TaskGroup() as group:
-        tasks = [group.create_task(one(form)) for form in forms]
+    try:
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(one(form)) for form in forms]
+    except ExceptionGroup as failures:
+        # The first failure is the one to report; the group cancelled the others.
+        raise failures.exceptions[0] from None
     return [task.result() for task in tasks]
 
 
