@@ -25,8 +25,8 @@ from vectorgate.flowise.routes import router as flowise_router
 from vectorgate.health import router as health_router
 from vectorgate.security.encryption import load_keyring
 from vectorgate.settings import Settings
-from vectorgate.upstream.client import create_base_client
 from vectorgate.uploads.staging import StagingArea
+from vectorgate.upstream.client import create_base_client
 
 log = logging.getLogger(__name__)
 

@@ -105,7 +105,7 @@ async def handle_app_error(request: Request, exc: Exception) -> JSONResponse:
 async def handle_http_exception(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     code = _STATUS_CODES.get(exc.status_code, ErrorCode.INTERNAL_ERROR)
-    error = AppError(exc.status_code, code, str(exc.detail), headers=exc.headers)
+    error = AppError(exc.status_code, code, str(exc.detail), headers=dict(exc.headers or {}))
     return error_response(request, error)
 
 

@@ -6,4 +6,12 @@ from vectorgate.organizations.models import ApiKey, Organization
 from vectorgate.uploads.models import UploadSlot
 from vectorgate.vector_stores.models import VectorStore, VectorStoreFile
 
-__all__ = ["ApiKey", "Base", "Credential", "Organization", "UploadSlot", "VectorStore", "VectorStoreFile"]
+__all__ = [
+    "ApiKey",
+    "Base",
+    "Credential",
+    "Organization",
+    "UploadSlot",
+    "VectorStore",
+    "VectorStoreFile",
+]

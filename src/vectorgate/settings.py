@@ -50,9 +50,7 @@ class Settings(BaseSettings):
 
     @property
     def resolved_openai_base_url(self) -> str:
-        return (
-            self.openai_base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_OPENAI_BASE_URL
-        )
+        return self.openai_base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_OPENAI_BASE_URL
 
     @property
     def max_request_bytes(self) -> int:

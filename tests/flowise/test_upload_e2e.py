@@ -206,13 +206,16 @@ def test_csv_and_xlsx_arrive_upstream_converted(
     ids = [item["id"] for item in response.json()]
     assert fake.file_content(ids[0]) == b"name,age\nAda,36\n"
     markdown = fake.file_content(ids[1]).decode()
-    assert "## People" in markdown and "| Ada | 36 |" in markdown
+    assert "## People" in markdown
+    assert "| Ada | 36 |" in markdown
 
 
 def test_exactly_the_text_limit_is_accepted(
     client: httpx.Client, tenant: Tenant, vector_store: str
 ) -> None:
-    response = upload(client, tenant, vector_store, [Part("big.txt", b"a" * (10 * MiB), "text/plain")])
+    response = upload(
+        client, tenant, vector_store, [Part("big.txt", b"a" * (10 * MiB), "text/plain")]
+    )
     assert response.status_code == 200, response.text
     assert response.json()[0]["bytes"] == 10 * MiB
 
@@ -270,7 +273,9 @@ def test_no_files_part_is_400(client: httpx.Client, tenant: Tenant, vector_store
     assert_flowise_error(response, 400, "No files")
 
 
-def test_malformed_multipart_is_400(client: httpx.Client, tenant: Tenant, vector_store: str) -> None:
+def test_malformed_multipart_is_400(
+    client: httpx.Client, tenant: Tenant, vector_store: str
+) -> None:
     response = client.post(
         f"/api/v1/openai-assistants-vector-store/{vector_store}",
         params={"credential": tenant.credential_id},
@@ -303,8 +308,12 @@ def test_too_many_files_is_400_and_nothing_is_uploaded(
 
 
 @pytest.mark.parametrize("name", ["bad\x07name.pdf", "", "x" * 252 + ".pdf", "evil\u202efdp.txt"])
-def test_bad_filename_is_400(client: httpx.Client, tenant: Tenant, vector_store: str, name: str) -> None:
-    response = upload(client, tenant, vector_store, [Part(name, samples.pdf_bytes(), "application/pdf")])
+def test_bad_filename_is_400(
+    client: httpx.Client, tenant: Tenant, vector_store: str, name: str
+) -> None:
+    response = upload(
+        client, tenant, vector_store, [Part(name, samples.pdf_bytes(), "application/pdf")]
+    )
     assert_flowise_error(response, 400)
 
 
@@ -354,7 +363,9 @@ def test_openai_rejecting_the_stored_key_is_401(
 # --- 404 ----------------------------------------------------------------------------
 
 
-def test_unknown_vector_store_is_404(client: httpx.Client, tenant: Tenant, fake: FakeOpenAI) -> None:
+def test_unknown_vector_store_is_404(
+    client: httpx.Client, tenant: Tenant, fake: FakeOpenAI
+) -> None:
     response = upload(client, tenant, "vs_doesnotexist", [pdf()])
     assert_flowise_error(response, 404, "Vector store not found")
     assert fake.files_for(tenant.openai_key) == []
@@ -425,7 +436,12 @@ def test_body_declared_over_the_request_limit_is_413_before_reading(
     ],
 )
 def test_wrong_or_mismatched_type_is_415(
-    client: httpx.Client, tenant: Tenant, vector_store: str, fake: FakeOpenAI, part: Part, fragment: str
+    client: httpx.Client,
+    tenant: Tenant,
+    vector_store: str,
+    fake: FakeOpenAI,
+    part: Part,
+    fragment: str,
 ) -> None:
     response = upload(client, tenant, vector_store, [part])
     assert_flowise_error(response, 415, fragment)
@@ -483,7 +499,9 @@ def test_one_failed_file_is_500_naming_it_with_openais_error(
 ) -> None:
     fake.fail_files_named("bad.pdf", code="unsupported_file", message="cannot parse this PDF")
     response = upload(client, tenant, vector_store, [pdf("good.pdf"), pdf("bad.pdf")])
-    body = assert_flowise_error(response, 500, "bad.pdf", "unsupported_file", "cannot parse this PDF")
+    body = assert_flowise_error(
+        response, 500, "bad.pdf", "unsupported_file", "cannot parse this PDF"
+    )
     assert "good.pdf" not in body["message"]
     assert_no_upstream_files(fake, tenant, vector_store)
 

@@ -1,8 +1,7 @@
 from __future__ import annotations
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-
 import pytest
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from vectorgate.organizations.models import ApiKey
 from vectorgate.organizations.service import (
@@ -16,7 +15,8 @@ from vectorgate.security.api_keys import generate_api_key, hash_api_key, public_
 
 def test_generated_keys_have_the_documented_shape() -> None:
     key = generate_api_key()
-    assert key.startswith("vg_") and len(key) - 3 >= 32
+    assert key.startswith("vg_")
+    assert len(key) - 3 >= 32
     assert public_prefix(key) == key[:11]
     assert generate_api_key() != key
 
@@ -35,7 +35,8 @@ async def test_keys_are_stored_only_as_hashes_and_authenticate(
         assert stored.key_hash == hash_api_key(issued.key)
         assert issued.key not in (stored.key_hash, stored.prefix, stored.name)
         found = await authenticate(session, issued.key)
-        assert found is not None and found.organization_id == org.id
+        assert found is not None
+        assert found.organization_id == org.id
         assert await authenticate(session, issued.key + "x") is None
         assert await authenticate(session, "vg_short") is None
 

@@ -70,7 +70,10 @@ def test_key_file_is_generated_once_with_mode_0600_and_a_warning(
     assert "generated a key" in caplog.text
     assert path.read_text().strip() not in caplog.text
     token = first.encrypt(OPENAI_KEY, associated_data="c")
-    assert load_keyring("", tmp_path).decrypt(token, associated_data="c").reveal() == OPENAI_KEY.reveal()
+    assert (
+        load_keyring("", tmp_path).decrypt(token, associated_data="c").reveal()
+        == OPENAI_KEY.reveal()
+    )
 
 
 def test_configured_keys_win_over_the_key_file(tmp_path: Path) -> None:

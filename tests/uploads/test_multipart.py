@@ -82,7 +82,9 @@ async def test_oversized_file_is_refused_before_the_rest_is_read(tmp_path: Path)
             yield body[start : start + MiB // 4]
 
     with pytest.raises(AppError) as caught:
-        async for _ in receive_multipart(counting(), content_type(), tmp_path, max_files=10, max_body_bytes=200 * MiB):
+        async for _ in receive_multipart(
+            counting(), content_type(), tmp_path, max_files=10, max_body_bytes=200 * MiB
+        ):
             pass
     assert caught.value.status == 413
     assert consumed <= 10 * MiB + MiB // 2
@@ -108,7 +110,9 @@ async def test_declared_type_is_checked_before_any_byte_is_written(tmp_path: Pat
 async def test_body_over_the_request_limit_is_413(tmp_path: Path) -> None:
     body = multipart_body([Part("a.txt", b"x" * 5000, "text/plain")])
     with pytest.raises(AppError) as caught:
-        async for _ in receive_multipart(chunked(body, [1000] * 10), content_type(), tmp_path, max_files=10, max_body_bytes=2000):
+        async for _ in receive_multipart(
+            chunked(body, [1000] * 10), content_type(), tmp_path, max_files=10, max_body_bytes=2000
+        ):
             pass
     assert caught.value.status == 413
 

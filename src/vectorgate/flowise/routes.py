@@ -11,13 +11,13 @@ from starlette.requests import ClientDisconnect
 from vectorgate.credentials.service import get_credential, reveal_key
 from vectorgate.deps import CallerDep, ResourcesDep
 from vectorgate.errors import bad_request
+from vectorgate.uploads.multipart import FILES_FIELD, body_too_large, receive_multipart
+from vectorgate.uploads.slots import check_capacity, upload_slots
 from vectorgate.upstream.batch import raise_for_failures, wait_for_batch
 from vectorgate.upstream.client import client_for
 from vectorgate.upstream.compensate import UploadedFiles
 from vectorgate.upstream.errors import upstream_errors
 from vectorgate.upstream.ingest import send_to_vector_store
-from vectorgate.uploads.multipart import FILES_FIELD, body_too_large, receive_multipart
-from vectorgate.uploads.slots import check_capacity, upload_slots
 
 router = APIRouter(tags=["flowise"])
 

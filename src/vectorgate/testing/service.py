@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 
-
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -30,7 +29,9 @@ def free_port() -> int:
         return port
 
 
-def service_env(data_dir: Path, database_url: str, openai_base_url: str, **settings: str) -> dict[str, str]:
+def service_env(
+    data_dir: Path, database_url: str, openai_base_url: str, **settings: str
+) -> dict[str, str]:
     """A clean environment for the service: only what is given, plus PATH and the like."""
     env = {key: value for key, value in os.environ.items() if not key.startswith("VECTORGATE_")}
     env.pop("OPENAI_BASE_URL", None)
@@ -95,7 +96,16 @@ def serve(env: Mapping[str, str], *, workers: int = 1, log_path: Path) -> Iterat
     port = free_port()
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(
-            [sys.executable, "-m", "vectorgate", "serve", "--port", str(port), "--workers", str(workers)],
+            [
+                sys.executable,
+                "-m",
+                "vectorgate",
+                "serve",
+                "--port",
+                str(port),
+                "--workers",
+                str(workers),
+            ],
             env=dict(env),
             stdout=log_file,
             stderr=subprocess.STDOUT,

@@ -131,7 +131,7 @@ def _markdown_lines(workbook: Any) -> Iterator[str]:
         yield f"## {sheet.title}\n\n"
         # Otherwise rows are padded to the sheet's declared dimensions, which a
         # crafted file can set to 16,384 columns by a million rows.
-        pass  # sheet.reset_dimensions()
+        sheet.reset_dimensions()
         width = 0
         for row in sheet.iter_rows(values_only=True):
             cells = [_cell_text(value) for value in row]

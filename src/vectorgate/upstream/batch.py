@@ -66,7 +66,9 @@ def _poll_interval(headers: Mapping[str, str]) -> float:
 async def _cancel(client: openai.AsyncOpenAI, batch: VectorStoreFileBatch) -> None:
     try:
         await asyncio.shield(
-            client.vector_stores.file_batches.cancel(batch.id, vector_store_id=batch.vector_store_id)
+            client.vector_stores.file_batches.cancel(
+                batch.id, vector_store_id=batch.vector_store_id
+            )
         )
     except openai.OpenAIError as exc:
         log.warning("could not cancel file batch %s: %s", batch.id, type(exc).__name__)

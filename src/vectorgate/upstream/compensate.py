@@ -42,7 +42,9 @@ class UploadedFiles:
             async with asyncio.timeout(_CLEANUP_TIMEOUT_S):
                 await asyncio.gather(*(self._discard(file_id) for file_id in self.file_ids))
         except TimeoutError:
-            log.error("gave up deleting upstream files %s after %ss", self.file_ids, _CLEANUP_TIMEOUT_S)
+            log.error(
+                "gave up deleting upstream files %s after %ss", self.file_ids, _CLEANUP_TIMEOUT_S
+            )
 
     async def _discard(self, file_id: str) -> None:
         try:

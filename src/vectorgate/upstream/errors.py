@@ -23,7 +23,8 @@ def upstream_errors(action: str, *, not_found: str | None = None) -> Iterator[No
         raise AppError(
             401,
             ErrorCode.UNAUTHORIZED,
-            f"OpenAI rejected the credential's API key ({exc.status_code}) while trying to {action}",
+            f"OpenAI rejected the credential's API key ({exc.status_code}) "
+            f"while trying to {action}",
         ) from None
     except openai.NotFoundError:
         if not_found is None:

@@ -11,11 +11,11 @@ from openai.types import FileObject
 from openai.types.vector_stores import VectorStoreFileBatch
 
 from vectorgate.settings import Settings
+from vectorgate.uploads.convert import to_upstream_form
+from vectorgate.uploads.staging import StagedFile
 from vectorgate.upstream.batch import create_batch
 from vectorgate.upstream.compensate import UploadedFiles
 from vectorgate.upstream.upload import upload_files
-from vectorgate.uploads.convert import to_upstream_form
-from vectorgate.uploads.staging import StagedFile
 
 
 async def send_to_vector_store(

@@ -10,9 +10,9 @@ from collections.abc import Sequence
 import openai
 from openai.types import FileObject
 
+from vectorgate.uploads.convert import UpstreamForm
 from vectorgate.upstream.compensate import UploadedFiles
 from vectorgate.upstream.errors import upstream_errors
-from vectorgate.uploads.convert import UpstreamForm
 
 log = logging.getLogger(__name__)
 
@@ -91,5 +91,5 @@ def _retry_delay(exc: Exception, attempt: int, backoff_s: float) -> float:
                 return min(max(float(retry_after), 0.0), _MAX_RETRY_AFTER_S)
         except ValueError:
             pass
-    base = min(backoff_s * 2**attempt, _MAX_BACKOFF_S)
-    return base * random.uniform(0.75, 1.0)  # noqa: S311 - jitter, not crypto
+    base = min(backoff_s * 2.0**attempt, _MAX_BACKOFF_S)
+    return base * random.uniform(0.75, 1.0)  # jitter spreads retries; no crypto needed

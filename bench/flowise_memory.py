@@ -1,0 +1,90 @@
+"""Peak server memory for one large Flowise upload (default 10 x 50 MiB PDFs).
+
+Starts the fake OpenAI and `vectorgate serve` (one worker, SQLite) on 127.0.0.1,
+streams the multipart body from disk (the client holds none of it in memory), and
+reports the server's peak RSS (VmHWM) growth over its idle peak.
+
+    .venv/bin/python bench/flowise_memory.py [--files 10] [--mib 50]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+
+from vectorgate.testing import samples
+from vectorgate.testing.fake_openai import FakeOpenAI
+from vectorgate.testing.service import run_cli, serve, service_env
+
+MiB = 1024 * 1024
+BOUNDARY = "benchboundary9f8e7d"
+
+
+def body(paths: list[Path]) -> Iterator[bytes]:
+    for path in paths:
+        yield (
+            f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="files"; '
+            f'filename="{path.name}"\r\nContent-Type: application/pdf\r\n\r\n'
+        ).encode()
+        with path.open("rb") as f:
+            while chunk := f.read(MiB):
+                yield chunk
+        yield b"\r\n"
+    yield f"--{BOUNDARY}--\r\n".encode()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--files", type=int, default=10)
+    parser.add_argument("--mib", type=int, default=50)
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp, FakeOpenAI() as fake:
+        root = Path(tmp)
+        paths = []
+        for i in range(args.files):
+            path = root / f"doc{i}.pdf"
+            samples.write_pdf(path, args.mib * MiB)
+            paths.append(path)
+        data_dir = root / "service"
+        env = service_env(data_dir, f"sqlite+aiosqlite:///{data_dir}/vg.db", fake.base_url)
+        data_dir.mkdir()
+        with serve(env, log_path=root / "service.log") as service:
+            org = run_cli(env, "orgs", "create", "bench")["id"]
+            key = run_cli(env, "api-keys", "create", "--org", org)["key"]
+            openai_key = f"sk-bench-{uuid.uuid4().hex}"
+            cred = run_cli(
+                env, "credentials", "create", "--org", org, "--name", "b", stdin=openai_key
+            )["id"]
+            store = fake.create_vector_store(openai_key)
+            with httpx.Client(base_url=service.base_url, timeout=600) as client:
+                client.get("/healthz")
+                idle_peak = service.peak_rss_bytes()
+                started = time.monotonic()
+                response = client.post(
+                    f"/api/v1/openai-assistants-vector-store/{store}",
+                    params={"credential": cred},
+                    content=body(paths),
+                    headers={
+                        "X-API-Key": key,
+                        "Content-Type": f"multipart/form-data; boundary={BOUNDARY}",
+                    },
+                )
+                elapsed = time.monotonic() - started
+            peak = service.peak_rss_bytes()
+            assert response.status_code == 200, response.text[:500]
+            assert len(response.json()) == args.files
+        total = args.files * args.mib
+        print(f"upload: {args.files} x {args.mib} MiB = {total} MiB in {elapsed:.1f}s")
+        print(f"server peak RSS: idle {idle_peak / MiB:.1f} MiB, after {peak / MiB:.1f} MiB")
+        print(f"server peak RSS growth: {(peak - idle_peak) / MiB:.1f} MiB")
+
+
+if __name__ == "__main__":
+    main()
