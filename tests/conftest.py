@@ -13,6 +13,7 @@ import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -41,20 +42,35 @@ async def _postgres_execute(url: str, statement: str) -> None:
 
 
 @pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
-    """A fresh PostgreSQL database for this test session, dropped at the end."""
+def postgres_server() -> str:
+    """The admin URL of a reachable PostgreSQL server, or a skip (a failure in CI)."""
     admin_url = _postgres_admin_url()
-    name = f"vectorgate_test_{uuid.uuid4().hex[:12]}"
     try:
-        asyncio.run(_postgres_execute(admin_url, f'CREATE DATABASE "{name}"'))
-    except (OSError, Exception) as exc:  # noqa: BLE001 - any failure means "not reachable"
+        asyncio.run(_postgres_execute(admin_url, "SELECT 1"))
+    except Exception as exc:  # any failure to connect means "not reachable"
         reason = f"PostgreSQL not reachable at {make_url(admin_url).render_as_string()}: {exc!r}"
         if os.environ.get("VECTORGATE_TEST_REQUIRE_POSTGRES") == "1":
             pytest.fail(reason)
         pytest.skip(reason)
-    url = make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-    yield url
-    asyncio.run(_postgres_execute(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    return admin_url
+
+
+@contextmanager
+def postgres_database(admin_url: str) -> Iterator[str]:
+    """A new, empty database on the server, dropped afterwards."""
+    name = f"vectorgate_test_{uuid.uuid4().hex[:12]}"
+    asyncio.run(_postgres_execute(admin_url, f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        asyncio.run(_postgres_execute(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(scope="session")
+def postgres_url(postgres_server: str) -> Iterator[str]:
+    """The test session's own PostgreSQL database."""
+    with postgres_database(postgres_server) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
@@ -70,6 +86,16 @@ def database_url(request: pytest.FixtureRequest) -> str:
     url: str = request.getfixturevalue(f"{request.param}_url")
     upgrade_to_head(url)
     return url
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def empty_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A new, empty database of each backend, for one test."""
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}"
+    else:
+        with postgres_database(request.getfixturevalue("postgres_server")) as url:
+            yield url
 
 
 @pytest_asyncio.fixture

@@ -199,9 +199,16 @@ async def _rotate(_args: argparse.Namespace, settings: Settings) -> dict[str, An
     keyring = load_keyring(settings.encryption_keys.get_secret_value(), settings.data_dir)
 
     async def work(session: AsyncSession) -> dict[str, Any]:
-        return {"rotated": await rotate_credentials(session, keyring)}
+        rotated, undecryptable = await rotate_credentials(session, keyring)
+        return {"rotated": rotated, "undecryptable": undecryptable}
 
-    return await _in_transaction(settings, work)
+    result = await _in_transaction(settings, work)
+    if result["undecryptable"]:
+        raise ValueError(
+            f"rotated {result['rotated']}; no configured key decrypts credentials "
+            f"{', '.join(result['undecryptable'])}"
+        )
+    return result
 
 
 async def _register(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:

@@ -25,8 +25,9 @@ def workdir(tmp_path: Path) -> Path:
     return path
 
 
-def upload(tmp_path: Path, name: str, content: bytes) -> Path:
-    path = tmp_path / name
+def upload(tmp_path: Path, content: bytes) -> Path:
+    # Staged uploads are not named after the client's file (openpyxl cares about names).
+    path = tmp_path / "001.upload"
     path.write_bytes(content)
     return path
 
@@ -51,7 +52,7 @@ def rewrite_member(package: bytes, member: str, change: Callable[[bytes], bytes]
 def test_kinds_other_than_csv_and_xlsx_go_up_unchanged(
     tmp_path: Path, workdir: Path, kind: FileKind
 ) -> None:
-    path = upload(tmp_path, "file", b"content")
+    path = upload(tmp_path, b"content")
     assert to_upstream_form(path, "name.ext", kind, workdir) == UpstreamForm(
         path, "name.ext", kind.mime_type
     )
@@ -65,7 +66,7 @@ def test_kinds_other_than_csv_and_xlsx_go_up_unchanged(
 def test_utf8_csv_goes_up_as_the_same_file_named_as_text(
     tmp_path: Path, workdir: Path, bom: bytes
 ) -> None:
-    path = upload(tmp_path, "upload", bom + "name,city\r\nAnn,Zürich\r\n".encode())
+    path = upload(tmp_path, bom + "name,city\r\nAnn,Zürich\r\n".encode())
     form = to_upstream_form(path, "people.csv", CSV, workdir)
     assert form == UpstreamForm(path, "people.csv.txt", "text/plain")
     assert list(workdir.iterdir()) == []
@@ -75,7 +76,7 @@ def test_utf8_csv_goes_up_as_the_same_file_named_as_text(
 def test_utf16_csv_is_transcoded_to_utf8(tmp_path: Path, workdir: Path, encoding: str) -> None:
     bom = codecs.BOM_UTF16_LE if encoding == "utf-16-le" else codecs.BOM_UTF16_BE
     text = "name,city\r\nAnn,Zürich 😀\nBo,東京\r\n"
-    path = upload(tmp_path, "upload", bom + text.encode(encoding))
+    path = upload(tmp_path, bom + text.encode(encoding))
     form = to_upstream_form(path, "people.csv", CSV, workdir)
     assert form.path.parent == workdir
     assert form.filename == "people.csv.txt"
@@ -127,7 +128,7 @@ _(empty sheet)_
 
 
 def test_xlsx_becomes_one_markdown_table_per_sheet(tmp_path: Path, workdir: Path) -> None:
-    path = upload(tmp_path, "upload", xlsx_bytes(WORKBOOK))
+    path = upload(tmp_path, xlsx_bytes(WORKBOOK))
     form = to_upstream_form(path, "report.xlsx", XLSX, workdir)
     assert form.path.parent == workdir
     assert form.filename == "report.xlsx.md"
@@ -138,7 +139,7 @@ def test_xlsx_becomes_one_markdown_table_per_sheet(tmp_path: Path, workdir: Path
 def test_xlsx_with_unicode_sheet_and_cells_is_written_as_utf8(
     tmp_path: Path, workdir: Path
 ) -> None:
-    path = upload(tmp_path, "upload", xlsx_bytes({"日本語": [["名前"], ["résumé"]]}))
+    path = upload(tmp_path, xlsx_bytes({"日本語": [["名前"], ["résumé"]]}))
     form = to_upstream_form(path, "x.xlsx", XLSX, workdir)
     assert form.path.read_bytes() == "## 日本語\n\n| 名前 |\n| --- |\n| résumé |\n".encode()
 
@@ -151,7 +152,7 @@ def test_workbook_declaring_huge_dimensions_converts_quickly(tmp_path: Path, wor
         "xl/worksheets/sheet1.xml",
         lambda xml: re.sub(rb'<dimension ref="[^"]*"', b'<dimension ref="A1:XFD20000"', xml),
     )
-    path = upload(tmp_path, "upload", content)
+    path = upload(tmp_path, content)
     started = time.perf_counter()
     form = to_upstream_form(path, "big.xlsx", XLSX, workdir)
     assert time.perf_counter() - started < 3
@@ -168,7 +169,7 @@ def test_openpyxl_warning_about_a_foreign_workbook_does_not_stop_conversion(
             b'<styleSheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"/>'
         ),
     )
-    path = upload(tmp_path, "upload", content)
+    path = upload(tmp_path, content)
     with pytest.warns(UserWarning, match="no stylesheet"):
         form = to_upstream_form(path, "other-tool.xlsx", XLSX, workdir)
     assert form.path.read_text() == "## S\n\n| a | 1 |\n| --- | --- |\n"
@@ -186,7 +187,7 @@ def test_openpyxl_warning_about_a_foreign_workbook_does_not_stop_conversion(
 def test_corrupt_xlsx_is_rejected_naming_the_file(
     tmp_path: Path, workdir: Path, content: bytes
 ) -> None:
-    path = upload(tmp_path, "upload", content)
+    path = upload(tmp_path, content)
     with pytest.raises(AppError) as info:
         to_upstream_form(path, "broken.xlsx", XLSX, workdir)
     assert info.value.status == 415
@@ -199,7 +200,7 @@ def test_corrupt_xlsx_that_passes_the_content_check_is_still_rejected(
     tmp_path: Path, workdir: Path
 ) -> None:
     content = rewrite_member(xlsx_bytes({"S": [[1]]}), "xl/workbook.xml", lambda _: b"garbage")
-    path = upload(tmp_path, "upload", content)
+    path = upload(tmp_path, content)
     check_content(path, XLSX, "broken.xlsx")
     with pytest.raises(AppError) as info:
         to_upstream_form(path, "broken.xlsx", XLSX, workdir)
@@ -212,7 +213,7 @@ def test_xlsx_that_unpacks_to_too_much_is_rejected_before_reading(
     content = xlsx_bytes({"S": [["x" * 100]] * 100})
     unpacked = sum(i.file_size for i in zipfile.ZipFile(io.BytesIO(content)).infolist())
     monkeypatch.setattr(convert, "XLSX_MAX_UNPACKED_BYTES", unpacked - 1)
-    path = upload(tmp_path, "upload", content)
+    path = upload(tmp_path, content)
     with pytest.raises(AppError) as info:
         to_upstream_form(path, "bomb.xlsx", XLSX, workdir)
     assert info.value.status == 413
@@ -225,7 +226,7 @@ def test_xlsx_that_unpacks_to_too_much_is_rejected_before_reading(
 def test_xlsx_that_converts_to_too_much_text_is_rejected(
     tmp_path: Path, workdir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    path = upload(tmp_path, "upload", xlsx_bytes(WORKBOOK))
+    path = upload(tmp_path, xlsx_bytes(WORKBOOK))
     monkeypatch.setattr(convert, "MAX_CONVERTED_BYTES", len(WORKBOOK_MARKDOWN.encode()) - 1)
     with pytest.raises(AppError) as info:
         to_upstream_form(path, "wide.xlsx", XLSX, workdir)

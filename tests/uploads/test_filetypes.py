@@ -285,14 +285,35 @@ def test_pdf_whose_content_is_not_a_pdf_is_rejected(write: WriteFile, content: b
     assert error.details == {"filename": "document.pdf", "mime_type": "application/pdf"}
 
 
+def with_central_directory_patch(package: bytes, field_offset: int, value: bytes) -> bytes:
+    """`package` with one field of its first central directory entry overwritten."""
+    at = package.index(b"PK\x01\x02") + field_offset
+    return package[:at] + value + package[at + len(value) :]
+
+
 @pytest.mark.parametrize("kind", [DOCX, PPTX, XLSX], ids=lambda kind: kind.name)
-@pytest.mark.parametrize("content", [pdf_bytes(), b"PK\x03\x04 truncated zip", docx_bytes()[:-30]])
-def test_office_file_that_is_not_a_zip_is_rejected(
+@pytest.mark.parametrize(
+    "content",
+    [
+        pdf_bytes(),
+        b"PK\x03\x04 truncated zip",
+        docx_bytes()[:-30],
+        with_central_directory_patch(docx_bytes(), 6, (99).to_bytes(2, "little")),
+        # Flag bit 11 says the name is UTF-8; then make its first byte invalid UTF-8.
+        with_central_directory_patch(
+            with_central_directory_patch(docx_bytes(), 8, (0x800).to_bytes(2, "little")),
+            46,
+            b"\xff",
+        ),
+    ],
+    ids=["pdf", "truncated-header", "truncated-directory", "zip-version-9.9", "bad-utf8-name"],
+)
+def test_office_file_that_is_not_a_readable_zip_is_rejected(
     write: WriteFile, kind: FileKind, content: bytes
 ) -> None:
     error = rejected(415, lambda: check_content(write(content), kind, "file"))
-    assert (
-        error.message == f"file: the content is not a {kind.name.upper()} package (not a ZIP file)"
+    assert error.message == (
+        f"file: the content is not a {kind.name.upper()} package (not a readable ZIP file)"
     )
 
 

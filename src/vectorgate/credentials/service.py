@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from vectorgate.credentials.models import Credential
 from vectorgate.errors import not_found
-from vectorgate.security.encryption import Keyring, Secret
+from vectorgate.security.encryption import DecryptionError, Keyring, Secret
 
 
 async def create_credential(
@@ -40,13 +40,22 @@ def reveal_key(keyring: Keyring, credential: Credential) -> Secret:
     return keyring.decrypt(credential.ciphertext, associated_data=credential.id)
 
 
-async def rotate_credentials(session: AsyncSession, keyring: Keyring) -> int:
-    """Re-encrypt every credential not yet under the primary key; returns how many."""
-    rotated = 0
+async def rotate_credentials(session: AsyncSession, keyring: Keyring) -> tuple[int, list[str]]:
+    """Re-encrypt every credential not yet under the primary key.
+
+    Returns how many were rotated and the ids of those no configured key can decrypt
+    (they are left as they are, so adding the missing key and rotating again fixes them).
+    """
+    rotated, undecryptable = 0, []
     for credential in await session.scalars(select(Credential)):
-        if keyring.needs_rotation(credential.ciphertext):
+        if not keyring.needs_rotation(credential.ciphertext):
+            continue
+        try:
             secret = reveal_key(keyring, credential)
-            credential.ciphertext = keyring.encrypt(secret, associated_data=credential.id)
-            rotated += 1
+        except DecryptionError:
+            undecryptable.append(credential.id)
+            continue
+        credential.ciphertext = keyring.encrypt(secret, associated_data=credential.id)
+        rotated += 1
     await session.flush()
-    return rotated
+    return rotated, undecryptable

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import zipfile
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from xml.sax.saxutils import escape
 
@@ -96,7 +97,7 @@ def _office_package(part: str, content_type: str, body: str) -> bytes:
     return buffer.getvalue()
 
 
-def xlsx_bytes(sheets: dict[str, list[list[object]]]) -> bytes:
+def xlsx_bytes(sheets: Mapping[str, Sequence[Sequence[object]]]) -> bytes:
     """A workbook with one sheet per item, in order, each row appended as given."""
     if not sheets:
         raise ValueError("a workbook needs at least one sheet")
@@ -105,7 +106,7 @@ def xlsx_bytes(sheets: dict[str, list[list[object]]]) -> bytes:
     for title, rows in sheets.items():
         sheet = workbook.create_sheet(title)
         for row in rows:
-            sheet.append(row)
+            sheet.append(list(row))
     buffer = io.BytesIO()
     workbook.save(buffer)
     return buffer.getvalue()

@@ -7,11 +7,12 @@ workbook as Markdown (one table per sheet); every other kind goes up unchanged.
 from __future__ import annotations
 
 import codecs
+import contextlib
 import os
 import shutil
 import tempfile
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -79,26 +80,34 @@ def _csv_as_utf8(path: Path, workdir: Path) -> Path:
 
 
 def _xlsx_to_markdown(path: Path, filename: str, markdown: Path) -> None:
+    written = 0
+    with markdown.open("wb") as out, contextlib.closing(_read_workbook(path, filename)) as lines:
+        for line in lines:
+            data = line.encode()
+            written += len(data)
+            if written > MAX_CONVERTED_BYTES:
+                raise _too_large(
+                    filename, f"converts to more than {MAX_CONVERTED_BYTES // MiB} MB of text"
+                )
+            out.write(data)
+
+
+def _read_workbook(path: Path, filename: str) -> Generator[str, None, None]:
+    """The workbook's Markdown lines; whatever openpyxl cannot read is a 415."""
     try:
         _check_unpacked_size(path, filename)
-        workbook = load_workbook(path, read_only=True, data_only=True)
-        try:
-            with markdown.open("wb") as out:
-                written = 0
-                for line in _markdown_lines(workbook):
-                    data = line.encode()
-                    written += len(data)
-                    if written > MAX_CONVERTED_BYTES:
-                        raise _too_large(
-                            filename,
-                            f"converts to more than {MAX_CONVERTED_BYTES // MiB} MB of text",
-                        )
-                    out.write(data)
-        finally:
-            workbook.close()
-    except (AppError, OSError, Warning):
-        raise  # ours, our disk's, or a warning made an error: not a sign of a corrupt file
+        # A file object, not the path: openpyxl refuses paths not ending in .xlsx, and
+        # staged uploads are not named after the client's file.
+        with path.open("rb") as source:
+            workbook = load_workbook(source, read_only=True, data_only=True)
+            try:
+                yield from _markdown_lines(workbook)
+            finally:
+                workbook.close()
+    except (AppError, Warning):
+        raise  # our own 413, or a warning turned into an error: not a corrupt file
     except Exception as exc:
+        # openpyxl signals bad content with many types (OSError among them).
         raise AppError(
             415,
             ErrorCode.UNSUPPORTED_FILE_TYPE,

@@ -172,8 +172,12 @@ def _check_office(path: Path, kind: FileKind, filename: str) -> None:
         # Opening reads only the central directory; nothing is decompressed.
         with zipfile.ZipFile(path) as package:
             names = set(package.namelist())
-    except zipfile.BadZipFile:
-        raise _mismatch(filename, kind, f"the content is not {label} (not a ZIP file)") from None
+    except (zipfile.BadZipFile, NotImplementedError, ValueError):
+        # NotImplementedError: an unknown ZIP version; ValueError: a name flagged UTF-8
+        # that is not. Neither could be read upstream either.
+        raise _mismatch(
+            filename, kind, f"the content is not {label} (not a readable ZIP file)"
+        ) from None
     if "[Content_Types].xml" not in names:
         raise _mismatch(filename, kind, f"the content is not {label} (no [Content_Types].xml)")
     if main_part not in names:

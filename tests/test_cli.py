@@ -1,0 +1,160 @@
+"""The `vectorgate` command, in-process, against a migrated database of each backend."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from vectorgate.cli import main
+from vectorgate.credentials.models import Credential
+from vectorgate.credentials.service import reveal_key
+from vectorgate.db import create_engine, create_sessionmaker
+from vectorgate.migrate import head_revision, upgrade_to_head
+from vectorgate.security.encryption import Keyring, generate_key
+from vectorgate.testing.fake_openai import FakeOpenAI
+
+OPENAI_KEY = "sk-cli-test-0123456789abcdef"
+
+
+@pytest.fixture
+def database_url(empty_database_url: str) -> str:
+    """Each test its own migrated database: rotation must see only its own credentials."""
+    upgrade_to_head(empty_database_url)
+    return empty_database_url
+
+
+@pytest.fixture
+def cli(
+    database_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> Any:
+    monkeypatch.setenv("VECTORGATE_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("VECTORGATE_DATABASE_URL", database_url)
+
+    def run(*args: str, stdin: str = "", expect: int = 0) -> dict[str, Any]:
+        monkeypatch.setattr("sys.stdin", io.StringIO(stdin))
+        code = main([*args, "--json"])
+        out = capsys.readouterr().out
+        assert code == expect, out
+        result: dict[str, Any] = json.loads(out)
+        return result
+
+    return run
+
+
+def credential_ciphertext(database_url: str, credential_id: str) -> Credential:
+    async def load() -> Credential:
+        engine = create_engine(database_url)
+        try:
+            async with create_sessionmaker(engine)() as session:
+                credential = await session.get(Credential, credential_id)
+                assert credential is not None
+                return credential
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(load())
+
+
+def test_orgs_keys_and_credentials_print_one_json_object(cli: Any) -> None:
+    org = cli("orgs", "create", "Acme")
+    assert org["id"].startswith("org_")
+    assert len(org["id"]) == 28
+    key = cli("api-keys", "create", "--org", org["id"], "--name", "ci")
+    assert key["key"].startswith("vg_")
+    assert key["prefix"] == key["key"][:11]
+    credential = cli(
+        "credentials", "create", "--org", org["id"], "--name", "main", stdin=OPENAI_KEY + "\n"
+    )
+    assert credential["key_hint"] == "sk-...cdef"
+    assert OPENAI_KEY not in json.dumps(credential)
+
+
+def test_unknown_org_is_an_error(cli: Any) -> None:
+    result = cli("api-keys", "create", "--org", "org_" + "0" * 24, expect=1)
+    assert "not found" in result["error"]
+
+
+def test_revoke_by_prefix_then_again_is_an_error(cli: Any) -> None:
+    org = cli("orgs", "create", "Acme")["id"]
+    key = cli("api-keys", "create", "--org", org)
+    assert cli("api-keys", "revoke", key["prefix"])["revoked"] == [key["id"]]
+    cli("api-keys", "revoke", key["prefix"], expect=1)
+
+
+def test_credential_needs_a_key_on_stdin(cli: Any) -> None:
+    org = cli("orgs", "create", "Acme")["id"]
+    assert (
+        "standard input"
+        in cli("credentials", "create", "--org", org, "--name", "x", expect=1)["error"]
+    )
+
+
+def test_rotation_moves_every_credential_to_the_first_key(
+    cli: Any, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    old, new = generate_key(), generate_key()
+    monkeypatch.setenv("VECTORGATE_ENCRYPTION_KEYS", old)
+    org = cli("orgs", "create", "Acme")["id"]
+    cred = cli("credentials", "create", "--org", org, "--name", "m", stdin=OPENAI_KEY)["id"]
+
+    # New key first, old still there: the old ciphertext still decrypts; rotation re-encrypts.
+    monkeypatch.setenv("VECTORGATE_ENCRYPTION_KEYS", f"{new},{old}")
+    both = Keyring([new, old])
+    assert reveal_key(both, credential_ciphertext(database_url, cred)).reveal() == OPENAI_KEY
+    assert cli("credentials", "rotate")["rotated"] >= 1
+    assert cli("credentials", "rotate")["rotated"] == 0
+
+    # After rotation the old key can be dropped.
+    rotated = credential_ciphertext(database_url, cred)
+    assert reveal_key(Keyring([new]), rotated).reveal() == OPENAI_KEY
+
+
+def test_vector_store_register_creates_or_checks_upstream(
+    cli: Any, fake: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("VECTORGATE_OPENAI_BASE_URL", fake.base_url)
+    org = cli("orgs", "create", "Acme")["id"]
+    cred = cli("credentials", "create", "--org", org, "--name", "m", stdin=OPENAI_KEY)["id"]
+
+    created = cli(
+        "vector-stores", "register", "--org", org, "--credential", cred, "--create", "docs"
+    )
+    assert created["id"].startswith("vs_")
+    assert created["name"] == "docs"
+
+    existing = fake.create_vector_store(OPENAI_KEY, "existing")
+    registered = cli(
+        "vector-stores", "register", "--org", org, "--credential", cred, "--id", existing
+    )
+    assert registered["id"] == existing
+
+    missing = cli(
+        "vector-stores", "register", "--org", org, "--credential", cred, "--id", "vs_nope", expect=1
+    )
+    assert "not found" in missing["error"]
+    again = cli(
+        "vector-stores", "register", "--org", org, "--credential", cred, "--id", existing, expect=1
+    )
+    assert "already registered" in again["error"]
+
+
+def test_migrate_reports_the_head_revision(cli: Any) -> None:
+    assert cli("migrate")["revision"] == head_revision()
+
+
+def test_rotation_reports_credentials_no_key_can_open(
+    cli: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("VECTORGATE_ENCRYPTION_KEYS", generate_key())
+    org = cli("orgs", "create", "Acme")["id"]
+    cred = cli("credentials", "create", "--org", org, "--name", "m", stdin=OPENAI_KEY)["id"]
+    monkeypatch.setenv("VECTORGATE_ENCRYPTION_KEYS", generate_key())
+    assert cred in cli("credentials", "rotate", expect=1)["error"]
