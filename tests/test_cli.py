@@ -17,6 +17,7 @@ from vectorgate.db import create_engine, create_sessionmaker
 from vectorgate.migrate import head_revision, upgrade_to_head
 from vectorgate.security.encryption import Keyring, generate_key
 from vectorgate.testing.fake_openai import FakeOpenAI
+from vectorgate.testing.service import run_cli, service_env
 
 OPENAI_KEY = "sk-cli-test-0123456789abcdef"
 
@@ -158,3 +159,18 @@ def test_rotation_reports_credentials_no_key_can_open(
     cred = cli("credentials", "create", "--org", org, "--name", "m", stdin=OPENAI_KEY)["id"]
     monkeypatch.setenv("VECTORGATE_ENCRYPTION_KEYS", generate_key())
     assert cred in cli("credentials", "rotate", expect=1)["error"]
+
+
+def test_register_works_in_a_fresh_process(
+    database_url: str, tmp_path: Path, fake: FakeOpenAI
+) -> None:
+    """A new process imports only what the command needs: every model must still resolve."""
+    env = service_env(tmp_path, database_url, fake.base_url)
+    org = run_cli(env, "orgs", "create", "Acme")["id"]
+    cred = run_cli(env, "credentials", "create", "--org", org, "--name", "m", stdin=OPENAI_KEY)[
+        "id"
+    ]
+    store = run_cli(
+        env, "vector-stores", "register", "--org", org, "--credential", cred, "--create", "docs"
+    )
+    assert store["id"].startswith("vs_")

@@ -79,6 +79,11 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    # Every mapped class must be imported before the first flush, or foreign keys to
+    # tables nobody imported cannot be resolved. Imported here (not at module level)
+    # because the models import this module.
+    import vectorgate.models  # noqa: F401
+
     return async_sessionmaker(engine, expire_on_commit=False)
 
 
