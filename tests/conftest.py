@@ -25,6 +25,9 @@ from vectorgate.db import create_engine, create_sessionmaker
 from vectorgate.migrate import upgrade_to_head
 from vectorgate.testing.fake_openai import FakeOpenAI
 
+# End-to-end fixtures (`service`, `tenant`, `client`, ...) live in their own module.
+pytest_plugins = ["tests.e2e"]
+
 DEFAULT_POSTGRES_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 
 

@@ -3,6 +3,7 @@ the engine, the shared OpenAI client and the staging area."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -13,6 +14,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from vectorgate import __version__
+from vectorgate.credentials.routes import router as credentials_router
 from vectorgate.db import create_engine, create_sessionmaker
 from vectorgate.deps import Resources
 from vectorgate.errors import (
@@ -27,6 +29,8 @@ from vectorgate.security.encryption import load_keyring
 from vectorgate.settings import Settings
 from vectorgate.uploads.staging import StagingArea
 from vectorgate.upstream.client import create_base_client
+from vectorgate.vector_stores.poller import Poller
+from vectorgate.vector_stores.routes import router as vector_stores_router
 
 log = logging.getLogger(__name__)
 
@@ -41,16 +45,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         staging = StagingArea(settings.resolved_temp_dir)
         staging.open()
         client = create_base_client(settings)
+        sessionmaker = create_sessionmaker(engine)
         app.state.resources = Resources(
             settings=settings,
-            sessionmaker=create_sessionmaker(engine),
+            sessionmaker=sessionmaker,
             keyring=keyring,
             openai=client,
             staging=staging,
         )
+        poller = asyncio.create_task(
+            Poller(sessionmaker, keyring, client, settings).run_forever(), name="poller"
+        )
         try:
             yield
         finally:
+            poller.cancel()
+            await asyncio.gather(poller, return_exceptions=True)
             await client.close()
             staging.close()
             await engine.dispose()
@@ -74,4 +84,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
     app.include_router(health_router)
     app.include_router(flowise_router)
+    app.include_router(credentials_router)
+    app.include_router(vector_stores_router)
     return app

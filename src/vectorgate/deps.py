@@ -12,7 +12,7 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from vectorgate.db import unit_of_work
-from vectorgate.errors import unauthorized
+from vectorgate.errors import not_found, unauthorized
 from vectorgate.organizations.service import authenticate
 from vectorgate.security.encryption import Keyring
 from vectorgate.settings import Settings
@@ -50,7 +50,9 @@ async def get_session(resources: ResourcesDep) -> AsyncIterator[AsyncSession]:
         yield session
 
 
-SessionDep = Annotated[AsyncSession, Depends(get_session)]
+# scope="function": commit when the handler returns, before the response goes out, so a
+# client that acts on the response always finds what it created.
+SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 
 _api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False)
 _bearer = HTTPBearer(auto_error=False)
@@ -81,3 +83,13 @@ async def get_caller(
 
 
 CallerDep = Annotated[Caller, Depends(get_caller)]
+
+
+async def get_org_caller(org_id: str, caller: CallerDep) -> Caller:
+    """The caller, if `org_id` in the path is its own organization; 404 otherwise."""
+    if org_id != caller.organization_id:
+        raise not_found("Organization not found")
+    return caller
+
+
+OrgCallerDep = Annotated[Caller, Depends(get_org_caller)]

@@ -3,10 +3,12 @@
 from vectorgate.credentials.models import Credential
 from vectorgate.db import Base
 from vectorgate.organizations.models import ApiKey, Organization
-from vectorgate.uploads.models import UploadSlot
-from vectorgate.vector_stores.models import VectorStore, VectorStoreFile
+from vectorgate.uploads.models import IdempotencyKey, UploadSlot
+from vectorgate.vector_stores.models import FileBatch, VectorStore, VectorStoreFile
 
 __all__ = [
+    "FileBatch",
+    "IdempotencyKey",
     "ApiKey",
     "Base",
     "Credential",

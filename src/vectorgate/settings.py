@@ -32,6 +32,8 @@ class Settings(BaseSettings):
     upstream_timeout_s: float = Field(default=600, gt=0)
     retry_backoff_s: float = Field(default=0.5, ge=0)
     upload_slot_lease_s: float = Field(default=120, gt=0)
+    poll_interval_s: float = Field(default=1.0, gt=0)
+    poller_lease_s: float = Field(default=30, gt=0)
 
     @field_validator("cors_origins", mode="before")
     @classmethod

@@ -11,99 +11,27 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from tests.e2e import DEFAULT_SETTINGS, Service, Tenant
 from tests.support import Part, content_type, multipart_body, staged_leftovers
 from vectorgate.testing import samples
 from vectorgate.testing.fake_openai import FakeOpenAI
-from vectorgate.testing.service import RunningService, run_cli, serve, service_env
+from vectorgate.testing.service import run_cli
 
 pytestmark = pytest.mark.e2e
 
 MiB = 1024 * 1024
-BATCH_TIMEOUT_S = 3
-ORG_UPLOAD_LIMIT = 12
-
-
-@dataclass
-class Tenant:
-    org_id: str
-    api_key: str
-    credential_id: str
-    openai_key: str
-
-
-@dataclass
-class Service:
-    running: RunningService
-    env: dict[str, str]
-    temp_dir: Path
-
-    def new_tenant(self) -> Tenant:
-        org = run_cli(self.env, "orgs", "create", f"org-{uuid.uuid4().hex[:6]}")["id"]
-        key = run_cli(self.env, "api-keys", "create", "--org", org)["key"]
-        openai_key = f"sk-test-{uuid.uuid4().hex}"
-        credential = run_cli(
-            self.env, "credentials", "create", "--org", org, "--name", "main", stdin=openai_key
-        )["id"]
-        return Tenant(org, key, credential, openai_key)
-
-
-@pytest.fixture(scope="module")
-def service(
-    database_url: str, fake_openai: FakeOpenAI, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Service]:
-    data_dir = tmp_path_factory.mktemp("service")
-    env = service_env(
-        data_dir,
-        database_url,
-        fake_openai.base_url,
-        batch_timeout_s=str(BATCH_TIMEOUT_S),
-        retry_backoff_s="0.01",
-        max_concurrent_uploads_per_org=str(ORG_UPLOAD_LIMIT),
-    )
-    with serve(env, log_path=data_dir / "service.log") as running:
-        yield Service(running, env, data_dir / "tmp")
-
-
-@pytest.fixture(scope="module")
-def tenant(service: Service) -> Tenant:
-    return service.new_tenant()
+BATCH_TIMEOUT_S = int(DEFAULT_SETTINGS["batch_timeout_s"])
+ORG_UPLOAD_LIMIT = int(DEFAULT_SETTINGS["max_concurrent_uploads_per_org"])
 
 
 @pytest.fixture
 def vector_store(fake: FakeOpenAI, tenant: Tenant) -> str:
     return fake.create_vector_store(tenant.openai_key)
-
-
-@pytest.fixture
-def client(service: Service) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=service.running.base_url, timeout=60) as client:
-        yield client
-
-
-@pytest.fixture(autouse=True)
-def _nothing_left_behind(request: pytest.FixtureRequest) -> Iterator[None]:
-    """After every test: the staging area is empty and the service logged no secret."""
-    yield
-    if "service" not in request.fixturenames:
-        return
-    service: Service = request.getfixturevalue("service")
-    deadline = time.monotonic() + 5
-    while staged_leftovers(service.temp_dir) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert staged_leftovers(service.temp_dir) == []
-    if "tenant" in request.fixturenames:
-        tenant: Tenant = request.getfixturevalue("tenant")
-        log = service.running.log()
-        assert tenant.api_key not in log
-        assert tenant.openai_key not in log
 
 
 def upload(

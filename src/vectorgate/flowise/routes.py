@@ -5,19 +5,19 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Header, Query, Request
 from starlette.requests import ClientDisconnect
 
 from vectorgate.credentials.service import get_credential, reveal_key
 from vectorgate.deps import CallerDep, ResourcesDep
 from vectorgate.errors import bad_request
+from vectorgate.uploads.idempotency import HashingStream, idempotent
 from vectorgate.uploads.multipart import FILES_FIELD, body_too_large, receive_multipart
-from vectorgate.uploads.slots import check_capacity, upload_slots
+from vectorgate.uploads.slots import check_capacity
 from vectorgate.upstream.batch import raise_for_failures, wait_for_batch
 from vectorgate.upstream.client import client_for
-from vectorgate.upstream.compensate import UploadedFiles
 from vectorgate.upstream.errors import upstream_errors
-from vectorgate.upstream.ingest import send_to_vector_store
+from vectorgate.upstream.ingest import ingest
 
 router = APIRouter(tags=["flowise"])
 
@@ -51,7 +51,8 @@ async def upload_to_vector_store(
     resources: ResourcesDep,
     id: str,
     credential: Annotated[str | None, Query()] = None,
-) -> list[dict[str, object]]:
+    idempotency_key: Annotated[str | None, Header()] = None,
+) -> Any:
     """Upload files to an OpenAI vector store and wait until they are processed."""
     settings = resources.settings
     vector_store_id = id
@@ -66,42 +67,47 @@ async def upload_to_vector_store(
     async with resources.sessionmaker() as session:
         stored = await get_credential(session, caller.organization_id, credential)
     client = client_for(resources.openai, reveal_key(resources.keyring, stored))
-    limit = settings.max_concurrent_uploads_per_org
-    await check_capacity(resources.sessionmaker, caller.organization_id, limit=limit)
     with upstream_errors("find the vector store", not_found="Vector store not found"):
         await client.vector_stores.retrieve(vector_store_id)
+    body = HashingStream(request.stream())
 
-    async with resources.staging.request_dir() as workdir:
-        try:
-            staged = [
-                file
-                async for file in receive_multipart(
-                    request.stream(),
-                    request.headers.get("content-type"),
-                    workdir,
-                    max_files=settings.max_files_per_request,
-                    max_body_bytes=settings.max_request_bytes,
-                )
-            ]
-        except ClientDisconnect:
-            raise bad_request("The client disconnected before the body was complete") from None
-
-        async with upload_slots(
+    async def handle() -> list[dict[str, object]]:
+        await check_capacity(
             resources.sessionmaker,
             caller.organization_id,
-            len(staged),
-            limit=limit,
-            lease_s=settings.upload_slot_lease_s,
-        ):
-            uploaded = UploadedFiles(client, vector_store_id)
+            limit=settings.max_concurrent_uploads_per_org,
+        )
+        async with resources.staging.request_dir() as workdir:
             try:
-                files, batch = await send_to_vector_store(
-                    client, vector_store_id, staged, workdir, uploaded, settings
+                staged = [
+                    file
+                    async for file in receive_multipart(
+                        aiter(body),
+                        request.headers.get("content-type"),
+                        workdir,
+                        max_files=settings.max_files_per_request,
+                        max_body_bytes=settings.max_request_bytes,
+                    )
+                ]
+            except ClientDisconnect:
+                raise bad_request("The client disconnected before the body was complete") from None
+            async with ingest(
+                client,
+                resources.sessionmaker,
+                settings,
+                organization_id=caller.organization_id,
+                vector_store_id=vector_store_id,
+                staged=staged,
+                workdir=workdir,
+            ) as ingested:
+                batch = await wait_for_batch(
+                    client, ingested.batch, timeout_s=settings.batch_timeout_s
                 )
-                batch = await wait_for_batch(client, batch, timeout_s=settings.batch_timeout_s)
-                names = {file.id: s.filename for file, s in zip(files, staged, strict=True)}
+                names = {f.id: s.filename for f, s in zip(ingested.files, staged, strict=True)}
                 await raise_for_failures(client, batch, names)
-            except BaseException:
-                await uploaded.discard()
-                raise
-    return [file.to_dict() for file in files]
+        return [file.to_dict() for file in ingested.files]
+
+    route = f"POST {request.url.path}?credential={credential}"
+    return await idempotent(
+        resources.sessionmaker, caller.organization_id, idempotency_key, route, body, handle
+    )

@@ -44,7 +44,7 @@ async def wait_for_batch(
                     )
                 batch = raw.parse()
                 if batch.status == "in_progress":
-                    await asyncio.sleep(_poll_interval(raw.headers))
+                    await asyncio.sleep(poll_interval(raw.headers))
     except TimeoutError:
         await _cancel(client, batch)
         raise AppError(
@@ -55,7 +55,7 @@ async def wait_for_batch(
     return batch
 
 
-def _poll_interval(headers: Mapping[str, str]) -> float:
+def poll_interval(headers: Mapping[str, str]) -> float:
     try:
         seconds = int(headers["openai-poll-after-ms"]) / 1000
     except (KeyError, ValueError):

@@ -1,16 +1,37 @@
-"""Registered vector stores: (organization, credential, upstream id)."""
+"""Registered vector stores and the records of files uploaded into them."""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
 import openai
-from sqlalchemy.ext.asyncio import AsyncSession
+from openai.types.vector_stores import VectorStoreFile as UpstreamFile
+from sqlalchemy import and_, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from vectorgate.credentials.service import get_credential, reveal_key
-from vectorgate.errors import AppError, ErrorCode
+from vectorgate.db import new_id, utcnow
+from vectorgate.errors import AppError, ErrorCode, not_found
 from vectorgate.security.encryption import Keyring
+from vectorgate.uploads.staging import StagedFile
 from vectorgate.upstream.client import client_for
 from vectorgate.upstream.errors import upstream_errors
-from vectorgate.vector_stores.models import VectorStore
+from vectorgate.upstream.ingest import Ingested
+from vectorgate.vector_stores.models import FileBatch, VectorStore, VectorStoreFile
+
+log = logging.getLogger(__name__)
+
+FINAL_STATUSES = frozenset({"completed", "failed"})
+_FROM_UPSTREAM = {
+    "in_progress": "processing",
+    "completed": "completed",
+    "failed": "failed",
+    "cancelled": "failed",
+}
+# A status request for a non-final file older than this asks OpenAI first.
+STATUS_REFRESH_AFTER = timedelta(seconds=2)
 
 
 async def register_vector_store(
@@ -26,19 +47,215 @@ async def register_vector_store(
     """Create a vector store upstream, or check an existing one there, and register it."""
     credential = await get_credential(session, org_id, credential_id)
     client = client_for(base_client, reveal_key(keyring, credential))
-    if create_name is not None:
-        with upstream_errors("create the vector store"):
-            upstream = await client.vector_stores.create(name=create_name)
-    elif vector_store_id is not None:
+    if vector_store_id is not None:
+        if await session.get(VectorStore, (org_id, vector_store_id)) is not None:
+            raise _already_registered(vector_store_id)
         with upstream_errors("find the vector store", not_found="Vector store not found"):
             upstream = await client.vector_stores.retrieve(vector_store_id)
+    elif create_name is not None:
+        with upstream_errors("create the vector store"):
+            upstream = await client.vector_stores.create(name=create_name)
     else:
-        raise ValueError("either create_name or vector_store_id")
-    if await session.get(VectorStore, (org_id, upstream.id)) is not None:
-        raise AppError(409, ErrorCode.CONFLICT, f"Vector store {upstream.id} is already registered")
+        raise AppError(
+            400, ErrorCode.INVALID_REQUEST, "Give either a name to create or a vector_store_id"
+        )
     store = VectorStore(
         organization_id=org_id, id=upstream.id, credential_id=credential.id, name=upstream.name
     )
     session.add(store)
     await session.flush()
     return store
+
+
+def _already_registered(vector_store_id: str) -> AppError:
+    return AppError(
+        409, ErrorCode.CONFLICT, f"Vector store {vector_store_id} is already registered"
+    )
+
+
+async def get_vector_store(session: AsyncSession, org_id: str, vector_store_id: str) -> VectorStore:
+    store = await session.get(VectorStore, (org_id, vector_store_id))
+    if store is None:
+        raise not_found("Vector store not found", vector_store_id=vector_store_id)
+    return store
+
+
+async def list_vector_stores(session: AsyncSession, org_id: str) -> Sequence[VectorStore]:
+    return (
+        await session.scalars(
+            select(VectorStore)
+            .where(VectorStore.organization_id == org_id)
+            .order_by(VectorStore.created_at.desc(), VectorStore.id)
+        )
+    ).all()
+
+
+async def store_client(
+    session: AsyncSession,
+    keyring: Keyring,
+    base_client: openai.AsyncOpenAI,
+    store: VectorStore,
+) -> openai.AsyncOpenAI:
+    credential = await get_credential(session, store.organization_id, store.credential_id)
+    return client_for(base_client, reveal_key(keyring, credential))
+
+
+async def unregister_vector_store(
+    session: AsyncSession,
+    keyring: Keyring,
+    base_client: openai.AsyncOpenAI,
+    store: VectorStore,
+    *,
+    delete_upstream: bool,
+) -> None:
+    if delete_upstream:
+        client = await store_client(session, keyring, base_client, store)
+        with upstream_errors("delete the vector store"):
+            try:
+                await client.vector_stores.delete(store.id)
+            except openai.NotFoundError:
+                pass  # already gone upstream: unregistering is all that is left
+    await session.delete(store)
+    await session.flush()
+
+
+async def record_uploads(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    store: VectorStore,
+    staged: Sequence[StagedFile],
+    ingested: Ingested,
+    *,
+    deadline: datetime,
+) -> list[VectorStoreFile]:
+    """Keep a record of each uploaded file, and the batch for the poller to follow."""
+    records = [
+        VectorStoreFile(
+            id=new_id("vsf_"),
+            organization_id=store.organization_id,
+            vector_store_id=store.id,
+            file_id=upstream.id,
+            batch_id=ingested.batch.id,
+            filename=file.filename,
+            size=file.size,
+            mime_type=file.kind.mime_type,
+            processing_status="pending",
+        )
+        for file, upstream in zip(staged, ingested.files, strict=True)
+    ]
+    async with sessionmaker() as session, session.begin():
+        session.add_all(records)
+        session.add(
+            FileBatch(
+                id=ingested.batch.id,
+                organization_id=store.organization_id,
+                vector_store_id=store.id,
+                credential_id=store.credential_id,
+                deadline_at=deadline,
+            )
+        )
+    return records
+
+
+async def list_file_records(
+    session: AsyncSession,
+    store: VectorStore,
+    *,
+    status: str | None,
+    limit: int,
+    after: str | None,
+) -> tuple[Sequence[VectorStoreFile], bool]:
+    """Newest first; `after` is the id of the last record of the previous page."""
+    query = select(VectorStoreFile).where(
+        VectorStoreFile.organization_id == store.organization_id,
+        VectorStoreFile.vector_store_id == store.id,
+    )
+    if status is not None:
+        query = query.where(VectorStoreFile.processing_status == status)
+    if after is not None:
+        cursor = await session.get(VectorStoreFile, after)
+        if cursor is None or cursor.organization_id != store.organization_id:
+            raise not_found("The 'after' record was not found", after=after)
+        query = query.where(
+            or_(
+                VectorStoreFile.created_at < cursor.created_at,
+                and_(
+                    VectorStoreFile.created_at == cursor.created_at,
+                    VectorStoreFile.id < cursor.id,
+                ),
+            )
+        )
+    query = query.order_by(VectorStoreFile.created_at.desc(), VectorStoreFile.id.desc())
+    rows = (await session.scalars(query.limit(limit + 1))).all()
+    return rows[:limit], len(rows) > limit
+
+
+async def get_file_record(
+    session: AsyncSession, store: VectorStore, file_id: str
+) -> VectorStoreFile:
+    """By our `vsf_` id or by the upstream `file-` id."""
+    column = VectorStoreFile.id if file_id.startswith("vsf_") else VectorStoreFile.file_id
+    record = await session.scalar(
+        select(VectorStoreFile).where(
+            column == file_id,
+            VectorStoreFile.organization_id == store.organization_id,
+            VectorStoreFile.vector_store_id == store.id,
+        )
+    )
+    if record is None:
+        raise not_found("File not found", file_id=file_id)
+    return record
+
+
+def apply_upstream_status(record: VectorStoreFile, upstream: UpstreamFile) -> None:
+    status = _FROM_UPSTREAM.get(upstream.status, record.processing_status)
+    error = None
+    if status == "failed":
+        error = (
+            f"{upstream.last_error.code}: {upstream.last_error.message}"
+            if upstream.last_error is not None
+            else f"OpenAI reports the file {upstream.status}"
+        )
+    record.processing_status = status
+    record.error_message = error
+    record.updated_at = utcnow()
+
+
+def fail_if_overdue(record: VectorStoreFile, timeout_s: float) -> bool:
+    """No file stays non-final forever: past the batch timeout it has failed."""
+    if record.processing_status in FINAL_STATUSES:
+        return False
+    if utcnow() - record.created_at < timedelta(seconds=timeout_s):
+        return False
+    mark_timed_out(record, timeout_s)
+    return True
+
+
+def mark_timed_out(record: VectorStoreFile, timeout_s: float) -> None:
+    record.processing_status = "failed"
+    record.error_message = f"processing did not finish within {timeout_s:g}s"
+    record.updated_at = utcnow()
+
+
+async def refresh_file_record(
+    session: AsyncSession,
+    keyring: Keyring,
+    base_client: openai.AsyncOpenAI,
+    store: VectorStore,
+    record: VectorStoreFile,
+    *,
+    timeout_s: float,
+) -> None:
+    """Bring a stale non-final record up to date with OpenAI (best effort)."""
+    if fail_if_overdue(record, timeout_s) or record.processing_status in FINAL_STATUSES:
+        return
+    if record.file_id is None or utcnow() - record.updated_at < STATUS_REFRESH_AFTER:
+        return
+    client = await store_client(session, keyring, base_client, store)
+    try:
+        upstream = await client.vector_stores.files.retrieve(
+            record.file_id, vector_store_id=store.id
+        )
+    except openai.OpenAIError as exc:
+        log.info("status refresh of %s failed: %s", record.id, type(exc).__name__)
+        return
+    apply_upstream_status(record, upstream)

@@ -1,0 +1,70 @@
+"""Credentials of an organization (SPEC section 4): OpenAI keys, shown only as a hint."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from sqlalchemy import select
+
+from vectorgate.credentials.models import Credential
+from vectorgate.credentials.schemas import CredentialCreate, CredentialList, CredentialOut
+from vectorgate.credentials.service import create_credential, get_credential
+from vectorgate.deps import OrgCallerDep, ResourcesDep, SessionDep
+from vectorgate.errors import AppError, ErrorCode
+from vectorgate.security.encryption import Secret
+from vectorgate.vector_stores.models import VectorStore
+from vectorgate.vector_stores.schemas import Deleted
+
+router = APIRouter(prefix="/v1/organizations/{org_id}/credentials", tags=["credentials"])
+
+
+@router.post("", status_code=201)
+async def add_credential(
+    body: CredentialCreate, caller: OrgCallerDep, session: SessionDep, resources: ResourcesDep
+) -> CredentialOut:
+    """Store an OpenAI API key, encrypted."""
+    credential = await create_credential(
+        session,
+        resources.keyring,
+        caller.organization_id,
+        body.name,
+        Secret(body.api_key.get_secret_value()),
+    )
+    return CredentialOut.model_validate(credential, from_attributes=True)
+
+
+@router.get("")
+async def list_credentials(caller: OrgCallerDep, session: SessionDep) -> CredentialList:
+    """List the organization's credentials (key hints only)."""
+    rows = await session.scalars(
+        select(Credential)
+        .where(Credential.organization_id == caller.organization_id)
+        .order_by(Credential.created_at.desc(), Credential.id)
+    )
+    return CredentialList(
+        data=[CredentialOut.model_validate(row, from_attributes=True) for row in rows]
+    )
+
+
+@router.delete("/{credential_id}")
+async def delete_credential(
+    credential_id: str, caller: OrgCallerDep, session: SessionDep
+) -> Deleted:
+    """Delete a credential that no registered vector store uses."""
+    credential = await get_credential(session, caller.organization_id, credential_id)
+    users = (
+        await session.scalars(
+            select(VectorStore.id).where(
+                VectorStore.organization_id == caller.organization_id,
+                VectorStore.credential_id == credential_id,
+            )
+        )
+    ).all()
+    if users:
+        raise AppError(
+            409,
+            ErrorCode.CONFLICT,
+            f"Credential is used by vector stores {', '.join(users)}; unregister them first",
+        )
+    await session.delete(credential)
+    await session.flush()
+    return Deleted(id=credential_id)

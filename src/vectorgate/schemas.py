@@ -1,0 +1,20 @@
+"""What every response model shares."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, field_serializer
+
+
+def iso_millis(value: datetime) -> str:
+    """`2025-01-14T10:12:01.850Z`: UTC with milliseconds, the shape the API documents."""
+    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+
+
+class Timestamped(BaseModel):
+    """Renders `created_at` / `updated_at` as ISO 8601 UTC with milliseconds."""
+
+    @field_serializer("created_at", "updated_at", check_fields=False)
+    def _iso(self, value: datetime) -> str:
+        return iso_millis(value)

@@ -1,0 +1,770 @@
+"""Streaming intake of the base64 JSON upload body (SPEC 3.2).
+
+The body is `{"files": [{"filename": ..., "content": "<base64>", "mime_type": ...}]}`
+and can be ~700 MB, so it is never held whole, nor is any `content` string: an
+incremental JSON parser consumes the body chunk by chunk as the server receives it,
+and each `content` string is base64-decoded straight into its own temp file while it
+streams. Memory stays at a few MiB whatever the body size.
+
+How the parser is built
+-----------------------
+It is a recursive-descent parser written as a generator. It reads the current chunk
+(`buf` from `pos`) and, when that runs out, `yield`s; `feed()` resumes it with the next
+chunk, prefixed by whatever small piece was left unconsumed (a `\\u` escape or a number
+cut by the chunk boundary, never more than a few bytes). The grammar therefore reads
+top-down (document -> `files` array -> entry -> key/value) with every suspension point
+hidden in a `yield from`, instead of a state table.
+
+Structure (braces, keys, filenames, MIME types, values under unknown keys) is parsed a
+token at a time, with regexes for runs; it is a few hundred bytes of a normal request.
+The `content` strings are the body, and there the parser never steps through characters
+in Python:
+
+1. Scan in bulk: `bytes.find` (memchr speed) locates the closing quote and the first
+   backslash of what is left of the chunk; from that backslash a regex finds the first
+   escape that is not one of those encoders emit inside base64: `\\n`, `\\r`, `\\t`
+   (line breaks) and `\\/` (PHP and others escape every slash).
+2. Clean in bulk: the run before that point loses those escapes (one `bytes.replace`
+   per kind that occurs) and its literal spaces (`bytes.translate`).
+3. Decode: a `data:<mime>;base64,` head is stripped first. Then the cleaned text is
+   cut at a multiple of 4 characters; the rest (< 4 characters, the carry) waits for
+   the next run. Aligned blocks go through `pybase64.b64decode(validate=True)`, which
+   refuses any byte outside the alphabet, so a control character, a quote or non-ASCII
+   text is caught there instead of by a per-character check. An `=` ends the data: a
+   block that ends in padding must be the last. Decoded bytes go to a buffered file.
+4. Any other escape (`\\u0041`, `\\"`, ...) is decoded on its own per JSON, then the
+   bulk path resumes.
+
+When a block does not decode, the rest of the string is scanned as an ordinary JSON
+string (so a bad escape, a raw control character or invalid UTF-8 is still reported
+as invalid JSON) and INVALID_BASE64 is raised when the entry's object closes, naming
+the file by its filename even when that came after the content.
+
+Limits are checked at the earliest byte that decides them: the body size with every
+chunk; the number of files when an entry starts; the filename when it ends; the kind
+(415) as soon as both filename and MIME type are known; the decoded size with every
+block, against the kind's limit if the kind is already known, else against the largest
+any kind allows (and the kind's own limit when the entry closes); content (415) in a
+thread right after each entry closes.
+
+Where the spec is silent
+------------------------
+- Unknown keys, at the top level and in entries, are ignored; their values may be any
+  JSON (nested up to 512 levels) and are validated but not stored. Duplicate `files`,
+  `filename`, `content` or `mime_type` keys are a 400; duplicate unknown keys are not
+  tracked.
+- `filename`, `mime_type` and keys may be at most 64 KiB of UTF-8 each (a 400 beyond).
+- A leading UTF-8 byte order mark is skipped (RFC 8259 allows it; so does `json.loads`).
+- Whitespace inside `content` is what JSON can carry: spaces, and `\\n` `\\r` `\\t`
+  escapes (or the same characters as `\\u` escapes). A raw line break inside a JSON
+  string is invalid JSON and so a 400, like everywhere else.
+- Non-ASCII characters inside `content` are INVALID_BASE64, or invalid JSON if they
+  are not valid UTF-8.
+- A `data:` head must end in `;base64,` (case-insensitive) within 1,024 characters;
+  any MIME type in it is ignored (the entry's `mime_type` decides).
+- An unpaired surrogate escape in `mime_type` is a 400 (it could not be echoed back in
+  an error body); in `filename`, `clean_filename` refuses it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import re
+from collections.abc import AsyncIterator, Generator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO, TypeVar
+
+import pybase64
+
+from vectorgate.errors import AppError, ErrorCode, bad_request
+from vectorgate.uploads.filenames import clean_filename
+from vectorgate.uploads.filetypes import (
+    MAX_FILE_BYTES,
+    FileKind,
+    MiB,
+    check_content,
+    check_size,
+    kind_for,
+)
+from vectorgate.uploads.multipart import body_too_large
+from vectorgate.uploads.staging import StagedFile
+
+FILES_KEY = "files"
+_FIELDS = ("filename", "content", "mime_type")
+
+# Writes go to the page cache in large pieces: fewer syscalls.
+_WRITE_BUFFER = MiB
+# Longest filename, MIME type or key kept in memory, in UTF-8 bytes.
+MAX_STRING_BYTES = 64 * 1024
+# Longest number or literal under an unknown key.
+_MAX_SCALAR_BYTES = 1024
+# Deepest nesting of a value under an unknown key.
+MAX_DEPTH = 512
+# Longest `data:<mime>;base64,` head of a content string.
+_MAX_DATA_URL_HEAD = 1024
+
+_T = TypeVar("_T")
+# A parsing step: suspends (yields None) whenever it needs the next chunk.
+_Steps = Generator[None, None, _T]
+
+_QUOTE, _BACKSLASH, _COMMA, _COLON = b'"\\,:'
+_LBRACE, _RBRACE, _LBRACKET, _RBRACKET = b"{}[]"
+
+_WHITESPACE = re.compile(rb"[ \t\n\r]*")
+# What ends a run of plain characters in a JSON string.
+_STRING_SPECIAL = re.compile(rb'["\\\x00-\x1f]')
+# Inside content: the first escape the bulk path does not strip, or a backslash cut
+# off by the end of the chunk. Every backslash before it starts a 2-byte \n \r \t \/.
+_OTHER_ESCAPE = re.compile(rb"\\(?:[^nrt/]|\Z)")
+_WHITESPACE_ESCAPES = frozenset({b"\\n", b"\\r", b"\\t", b"\\r\\n"})
+_HEX4 = re.compile(rb"[0-9a-fA-F]{4}")
+_SCALAR_RUN = re.compile(rb"[-+.0-9a-zA-Z]*")
+_NUMBER = re.compile(rb"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?")
+_NOT_BASE64 = re.compile(rb"[^A-Za-z0-9+/=]")
+_NOT_DATA_URL = re.compile(rb"[^\x20-\x7e]")
+_SIMPLE_ESCAPES = {
+    ord('"'): '"',
+    ord("\\"): "\\",
+    ord("/"): "/",
+    ord("b"): "\b",
+    ord("f"): "\f",
+    ord("n"): "\n",
+    ord("r"): "\r",
+    ord("t"): "\t",
+}
+_VALUE_STARTS = frozenset(b'{["-0123456789tfn')
+
+
+class _InvalidBase64(Exception):
+    """The content string is valid JSON so far but not valid base64 (why: the message)."""
+
+
+class _Base64Sink:
+    """Decodes one content string's cleaned text (base64 and nothing else) into a file."""
+
+    def __init__(self, path: Path, limit: int, kind: FileKind | None, name: str) -> None:
+        self.path = path
+        self.limit = limit
+        self.kind = kind
+        self.name = name
+        self.size = 0
+        # The text so far while it may still be a `data:...;base64,` head; None once decided.
+        self.head: bytes | None = b""
+        self.carry = b""  # < 4 characters waiting to complete a quantum
+        self.padded = False
+        self.file: BinaryIO | None = path.open("wb", buffering=_WRITE_BUFFER)
+
+    def feed(self, text: bytes) -> None:
+        """Take the next cleaned run. Raises _InvalidBase64 as soon as the run holds a
+        character that cannot be part of valid content, never later: the caller
+        re-reads the failed run as plain JSON and relies on all earlier runs being valid.
+        """
+        if self.head is not None:
+            text = self.head + text
+            if len(text) < 5:
+                self.head = text
+                return
+            if text[:5].lower() == b"data:":
+                comma = text.find(b",", 0, _MAX_DATA_URL_HEAD)
+                # The head is dropped, not decoded, so it is checked here: printable
+                # ASCII, as RFC 2397 has it.
+                bad = _NOT_DATA_URL.search(text, 0, _MAX_DATA_URL_HEAD if comma == -1 else comma)
+                if bad is not None:
+                    raise _InvalidBase64(_not_base64(bad.group()[0]))
+                if comma == -1:
+                    if len(text) >= _MAX_DATA_URL_HEAD:
+                        raise _InvalidBase64(
+                            "it starts with 'data:' but has no ',' where the data URL head "
+                            "should end"
+                        )
+                    self.head = text
+                    return
+                if not text[:comma].lower().endswith(b";base64"):
+                    raise _InvalidBase64("it is a data URL, but not a ';base64,' one")
+                text = text[comma + 1 :]
+            self.head = None
+        self._decode(text)
+
+    def end(self) -> None:
+        """The string closed: decode what is left, check it was complete, close the file."""
+        if self.head is not None:
+            head, self.head = self.head, None
+            if head[:5].lower() == b"data:":
+                raise _InvalidBase64("it is a data URL head without data")
+            self._decode(head)
+        if self.carry:
+            raise _InvalidBase64(
+                "its length is not a multiple of 4 characters (is the '=' padding missing?)"
+            )
+        self.close()
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
+            self.file = None
+
+    def _decode(self, text: bytes) -> None:
+        if self.carry:
+            text = self.carry + text
+        usable = len(text) - len(text) % 4
+        self.carry = text[usable:]
+        bad = _NOT_BASE64.search(self.carry)
+        if bad is not None:
+            raise _InvalidBase64(_not_base64(bad.group()[0]))
+        if not usable:
+            return
+        block = text if usable == len(text) else memoryview(text)[:usable]
+        if self.padded:
+            raise _InvalidBase64("it goes on after the '=' padding")
+        try:
+            data = pybase64.b64decode(block, validate=True)
+        except ValueError:
+            raise _InvalidBase64(_why_not_base64(bytes(block))) from None
+        self.padded = text[usable - 1] == ord("=")
+        self.size += len(data)
+        if self.kind is not None:
+            check_size(self.kind, self.size, self.name)
+        elif self.size > self.limit:
+            raise AppError(
+                413,
+                ErrorCode.FILE_TOO_LARGE,
+                f"{self.name}: the file is over {self.limit // MiB} MB, the most any file may be",
+                details={"filename": self.name, "max_bytes": self.limit},
+            )
+        assert self.file is not None
+        self.file.write(data)
+
+
+def _why_not_base64(block: bytes) -> str:
+    bad = _NOT_BASE64.search(block)
+    if bad is None:
+        return "'=' padding appears before the end"
+    return _not_base64(bad.group()[0])
+
+
+def _not_base64(byte: int) -> str:
+    shown = repr(chr(byte)) if 0x20 <= byte < 0x7F else f"the byte 0x{byte:02x}"
+    return f"it contains {shown}, which is not a base64 character"
+
+
+@dataclass
+class _Entry:
+    """One object of the `files` array while it is being read."""
+
+    index: int
+    seen: set[str] = field(default_factory=set)
+    filename: str | None = None
+    mime_type: str | None = None
+    kind: FileKind | None = None
+    sink: _Base64Sink | None = None
+    base64_error: str | None = None
+
+    @property
+    def where(self) -> str:
+        return f"files[{self.index}]"
+
+    @property
+    def name(self) -> str:
+        """How messages name the file: its filename once known, else its position."""
+        return self.filename if self.filename is not None else self.where
+
+
+class _Parser:
+    def __init__(self, workdir: Path, max_files: int) -> None:
+        self.workdir = workdir
+        self.max_files = max_files
+        self.buf = b""
+        self.pos = 0
+        self.offset = 0  # body offset of buf[0], for messages
+        self.chunks = 0  # how many chunks were fed
+        self.eof = False
+        self.where = "the body"  # where in the document we are, for messages
+        self.staged: list[StagedFile] = []
+        self.completed: list[StagedFile] = []  # staged since the last feed()
+        self._steps = self._document()
+
+    # --- driving ------------------------------------------------------------------
+
+    def feed(self, chunk: bytes) -> list[StagedFile]:
+        """Parse one chunk; returns the files it completed."""
+        if self.pos < len(self.buf):
+            self.buf = self.buf[self.pos :] + chunk
+        else:
+            self.buf = chunk
+        self.offset += self.pos
+        self.pos = 0
+        self.chunks += 1
+        self._resume()
+        done, self.completed = self.completed, []
+        return done
+
+    def finish(self) -> None:
+        """The body ended: the document must be complete."""
+        self.eof = True
+        self._resume()
+
+    def close(self) -> None:
+        # Runs the generator's `finally` blocks: the open temp file is closed.
+        self._steps.close()
+
+    def _resume(self) -> None:
+        try:
+            next(self._steps)
+        except StopIteration:
+            pass
+
+    def _wait(self) -> _Steps[None]:
+        """Suspend until the next chunk; the body ending here is an error."""
+        if self.eof:
+            raise self._syntax("the body ends before the JSON document does")
+        yield
+
+    # --- errors -------------------------------------------------------------------
+
+    def _syntax(self, problem: str) -> AppError:
+        offset = self.offset + self.pos
+        return bad_request(
+            f"Invalid JSON body: {problem} (at byte {offset}, in {self.where})",
+            offset=offset,
+        )
+
+    def _unexpected(self, byte: int) -> AppError:
+        return self._syntax(f"unexpected {_show_byte(byte)}")
+
+    def _shape(self, field: str | None, expected: str, byte: int) -> AppError:
+        """`field` (None: the body) holds a valid value of the wrong type, or invalid JSON."""
+        if byte not in _VALUE_STARTS:
+            return self._unexpected(byte)
+        if field is None:
+            return bad_request(f"The body must be {expected}")
+        return bad_request(f"{field} must be {expected}", field=field)
+
+    # --- the document -------------------------------------------------------------
+
+    def _document(self) -> _Steps[None]:
+        while len(self.buf) < len(codecs.BOM_UTF8) and not self.eof:
+            yield
+        if self.buf.startswith(codecs.BOM_UTF8):
+            self.pos = len(codecs.BOM_UTF8)
+        self._skip_whitespace()
+        if self.eof and self.pos == len(self.buf):
+            raise bad_request("The body is empty: expected a JSON object with a 'files' array")
+        byte = yield from self._peek()
+        if byte != _LBRACE:
+            raise self._shape(None, "a JSON object with a 'files' array", byte)
+        self.pos += 1
+        seen_files = False
+        first = True
+        while (yield from self._next_member(_RBRACE, first)):
+            first = False
+            key = yield from self._key()
+            if key == FILES_KEY:
+                if seen_files:
+                    raise bad_request("The body has more than one 'files' key")
+                seen_files = True
+                yield from self._files()
+                self.where = "the body"
+            else:
+                yield from self._skip_value()
+        if not seen_files:
+            raise bad_request("The body has no 'files' array", field=FILES_KEY)
+        while True:  # only whitespace may follow
+            self._skip_whitespace()
+            if self.pos < len(self.buf):
+                raise self._syntax("there is more after the JSON object")
+            if self.eof:
+                return
+            yield
+
+    def _files(self) -> _Steps[None]:
+        self.where = FILES_KEY
+        byte = yield from self._peek()
+        if byte != _LBRACKET:
+            raise self._shape(FILES_KEY, "an array of {filename, content, mime_type} objects", byte)
+        self.pos += 1
+        count = 0
+        while (yield from self._next_member(_RBRACKET, count == 0)):
+            if count == self.max_files:
+                raise AppError(
+                    400,
+                    ErrorCode.TOO_MANY_FILES,
+                    f"Too many files: at most {self.max_files} per request",
+                    details={"max_files": self.max_files},
+                )
+            entry = _Entry(count)
+            self.where = entry.where
+            byte = yield from self._peek()
+            if byte != _LBRACE:
+                raise self._shape(entry.where, "an object", byte)
+            self.pos += 1
+            yield from self._entry(entry)
+            self.where = FILES_KEY
+            count += 1
+        if count == 0:
+            raise bad_request("'files' is empty: send at least one file", field=FILES_KEY)
+
+    def _entry(self, entry: _Entry) -> _Steps[None]:
+        first = True
+        while (yield from self._next_member(_RBRACE, first)):
+            first = False
+            key = yield from self._key()
+            if key not in _FIELDS:
+                yield from self._skip_value()
+                continue
+            where = f"{entry.where}.{key}"
+            if key in entry.seen:
+                raise bad_request(f"{entry.where} has more than one '{key}'", field=where)
+            entry.seen.add(key)
+            byte = yield from self._peek()
+            if byte != _QUOTE:
+                raise self._shape(where, "a string", byte)
+            self.pos += 1
+            self.where = where
+            if key == "content":
+                yield from self._content(entry)
+            else:
+                value = yield from self._string(where)
+                assert value is not None
+                if key == "filename":
+                    entry.filename = clean_filename(value)
+                else:
+                    _check_unicode(value, where)
+                    entry.mime_type = value
+                if entry.filename is not None and entry.mime_type is not None:
+                    entry.kind = kind_for(entry.filename, entry.mime_type, infer_generic=False)
+            self.where = entry.where
+        self._stage(entry)
+
+    def _stage(self, entry: _Entry) -> None:
+        """The entry's object closed: check it is complete and keep its file."""
+        if entry.base64_error is not None:
+            details: dict[str, object] = {"index": entry.index}
+            if entry.filename is not None:
+                details["filename"] = entry.filename
+            raise AppError(
+                400,
+                ErrorCode.INVALID_BASE64,
+                f"{entry.name}: content is not valid base64: {entry.base64_error}",
+                details=details,
+            )
+        for key in _FIELDS:
+            if key not in entry.seen:
+                raise bad_request(f"{entry.where} has no '{key}'", field=f"{entry.where}.{key}")
+        assert entry.filename is not None
+        assert entry.kind is not None
+        assert entry.sink is not None
+        check_size(entry.kind, entry.sink.size, entry.filename)
+        path = self.workdir / f"{entry.index:03d}{Path(entry.filename).suffix.lower()}"
+        entry.sink.path.rename(path)
+        staged = StagedFile(path, entry.filename, entry.kind, entry.sink.size)
+        self.staged.append(staged)
+        self.completed.append(staged)
+
+    # --- content strings ----------------------------------------------------------
+
+    def _content(self, entry: _Entry) -> _Steps[None]:
+        """Decode the content string (opening quote consumed) into the entry's temp file."""
+        limit = entry.kind.max_bytes if entry.kind is not None else MAX_FILE_BYTES
+        path = self.workdir / f"{entry.index:03d}.part"
+        sink = entry.sink = _Base64Sink(path, limit, entry.kind, entry.name)
+        try:
+            yield from self._base64_string(sink)
+            return
+        except _InvalidBase64 as exc:
+            entry.base64_error = str(exc)
+        finally:
+            sink.close()
+        # Still read the rest as a JSON string: the body must be valid JSON, and the
+        # filename may follow. `pos` is at the start of the run or escape that failed.
+        yield from self._string(None)
+
+    def _base64_string(self, sink: _Base64Sink) -> _Steps[None]:
+        # Where the next '"' is (-1: none in this chunk), found once per chunk: a chunk
+        # with many slow escapes must not be searched to its end for each of them.
+        quote = -1
+        searched_chunk = -1  # the `self.chunks` count when `quote` was found
+        while True:
+            buf, pos = self.buf, self.pos
+            if searched_chunk != self.chunks or (quote != -1 and quote < pos):
+                quote, searched_chunk = buf.find(b'"', pos), self.chunks
+            end = len(buf) if quote == -1 else quote
+            text, stop = _base64_run(buf, pos, end)
+            if stop > pos:
+                if b" " in text:
+                    text = text.translate(None, b" ")
+                sink.feed(text)
+                self.pos = stop
+            if stop == end:
+                if quote == -1:
+                    yield from self._wait()
+                    continue
+                # A '"' preceded by a backslash stops the run at that backslash
+                # (an escape), so this one closes the string.
+                sink.end()
+                self.pos = quote + 1
+                return
+            char = yield from self._escape()
+            if char in " \n\r\t":
+                continue
+            if not char.isascii():
+                raise _InvalidBase64(f"it contains {char!r}, which is not a base64 character")
+            sink.feed(char.encode("ascii"))
+
+    # --- tokens -------------------------------------------------------------------
+
+    def _skip_whitespace(self) -> None:
+        match = _WHITESPACE.match(self.buf, self.pos)
+        if match is not None:
+            self.pos = match.end()
+
+    def _peek(self) -> _Steps[int]:
+        """Skip whitespace; the next byte, not consumed."""
+        while True:
+            self._skip_whitespace()
+            if self.pos < len(self.buf):
+                return self.buf[self.pos]
+            yield from self._wait()
+
+    def _next_member(self, closer: int, first: bool) -> _Steps[bool]:
+        """In an open array or object: True at the start of the next member, or False
+        once the closing bracket `closer` has been consumed."""
+        byte = yield from self._peek()
+        if byte == closer and first:
+            self.pos += 1
+            return False
+        if not first:
+            if byte == closer:
+                self.pos += 1
+                return False
+            if byte != _COMMA:
+                raise self._syntax(f"expected ',' or '{chr(closer)}', found {_show_byte(byte)}")
+            self.pos += 1
+            byte = yield from self._peek()
+        if byte not in _VALUE_STARTS or (closer == _RBRACE and byte != _QUOTE):
+            expected = "a string key" if closer == _RBRACE else "a value"
+            raise self._syntax(f"expected {expected}, found {_show_byte(byte)}")
+        return True
+
+    def _key(self) -> _Steps[str]:
+        """An object key and its ':' (at the key's opening quote)."""
+        self.pos += 1
+        key = yield from self._string("a key")
+        assert key is not None
+        byte = yield from self._peek()
+        if byte != _COLON:
+            raise self._syntax(f"expected ':' after a key, found {_show_byte(byte)}")
+        self.pos += 1
+        return key
+
+    def _string(self, kept_as: str | None) -> _Steps[str | None]:
+        """A JSON string (opening quote consumed): its value if `kept_as` names it (for
+        messages), else only checked. Kept strings are capped at MAX_STRING_BYTES."""
+        decoder = codecs.getincrementaldecoder("utf-8")()
+        parts: list[str] = []
+        kept_bytes = 0
+        after_high_surrogate = False  # the last part is a \\u escape of a high surrogate
+        while True:
+            buf, pos = self.buf, self.pos
+            special = _STRING_SPECIAL.search(buf, pos)
+            end = len(buf) if special is None else special.start()
+            if end > pos:
+                text = self._utf8(decoder, buf[pos:end])
+                self.pos = end
+                if kept_as is not None:
+                    kept_bytes += end - pos
+                    _check_kept_size(kept_bytes, kept_as)
+                    parts.append(text)
+                    after_high_surrogate = False
+            if special is None:
+                yield from self._wait()
+                continue
+            byte = buf[end]
+            if byte != _QUOTE and byte != _BACKSLASH:
+                raise self._syntax(f"unescaped control character U+{byte:04X} in a string")
+            self._utf8(decoder, b"", final=True)  # no UTF-8 sequence may be cut by an escape
+            if byte == _QUOTE:
+                self.pos = end + 1
+                return "".join(parts) if kept_as is not None else None
+            char = yield from self._escape()
+            if kept_as is None:
+                continue
+            kept_bytes += len(char.encode("utf-8", "surrogatepass"))
+            _check_kept_size(kept_bytes, kept_as)
+            if after_high_surrogate and "\udc00" <= char <= "\udfff":
+                high = parts.pop()
+                char = chr(0x10000 + ((ord(high) - 0xD800) << 10) + (ord(char) - 0xDC00))
+            parts.append(char)
+            after_high_surrogate = "\ud800" <= char <= "\udbff"
+
+    def _utf8(self, decoder: codecs.IncrementalDecoder, data: bytes, final: bool = False) -> str:
+        try:
+            return decoder.decode(data, final)
+        except UnicodeDecodeError:
+            raise self._syntax("a string is not valid UTF-8") from None
+
+    def _escape(self) -> _Steps[str]:
+        """The character of the escape at `pos` (a backslash), consumed."""
+        while len(self.buf) - self.pos < 2:
+            yield from self._wait()
+        code = self.buf[self.pos + 1]
+        if code == ord("u"):
+            while len(self.buf) - self.pos < 6:
+                yield from self._wait()
+            digits = self.buf[self.pos + 2 : self.pos + 6]
+            if _HEX4.fullmatch(digits) is None:
+                raise self._syntax(f"invalid escape {digits.decode('latin-1')!r} after '\\u'")
+            self.pos += 6
+            return chr(int(digits, 16))
+        char = _SIMPLE_ESCAPES.get(code)
+        if char is None:
+            raise self._syntax(f"invalid escape: {_show_byte(code)} after a backslash")
+        self.pos += 2
+        return char
+
+    def _skip_value(self) -> _Steps[None]:
+        """Check and discard one value of any type (at its first byte, after whitespace)."""
+        closers: list[int] = []  # the closing bracket of each open array or object
+        while True:
+            byte = yield from self._peek()
+            if byte == _LBRACE or byte == _LBRACKET:
+                self.pos += 1
+                closer = _RBRACE if byte == _LBRACE else _RBRACKET
+                if (yield from self._next_member(closer, first=True)):
+                    if len(closers) == MAX_DEPTH:
+                        raise self._syntax(f"values nest more than {MAX_DEPTH} levels deep")
+                    closers.append(closer)
+                    if closer == _RBRACE:
+                        yield from self._skip_key()
+                    continue  # read the first member's value
+            elif byte == _QUOTE:
+                self.pos += 1
+                yield from self._string(None)
+            else:
+                yield from self._scalar()
+            # A value is complete: close the containers it completes, if any.
+            while closers:
+                if (yield from self._next_member(closers[-1], first=False)):
+                    if closers[-1] == _RBRACE:
+                        yield from self._skip_key()
+                    break
+                closers.pop()
+            if not closers:
+                return
+
+    def _skip_key(self) -> _Steps[None]:
+        self.pos += 1
+        yield from self._string(None)
+        byte = yield from self._peek()
+        if byte != _COLON:
+            raise self._syntax(f"expected ':' after a key, found {_show_byte(byte)}")
+        self.pos += 1
+
+    def _scalar(self) -> _Steps[None]:
+        """A number, true, false or null."""
+        while True:
+            match = _SCALAR_RUN.match(self.buf, self.pos)
+            end = match.end() if match is not None else self.pos
+            if end - self.pos > _MAX_SCALAR_BYTES:
+                raise self._syntax(f"a number is longer than {_MAX_SCALAR_BYTES} characters")
+            if end < len(self.buf) or self.eof:
+                break
+            yield  # the token may go on in the next chunk
+        token = self.buf[self.pos : end]
+        if not token:
+            raise self._unexpected(self.buf[self.pos])
+        if token not in (b"true", b"false", b"null") and _NUMBER.fullmatch(token) is None:
+            raise self._syntax(f"invalid value {token.decode('ascii')!r}")
+        self.pos = end
+
+
+def _base64_run(buf: bytes, pos: int, end: int) -> tuple[bytes, int]:
+    """The text of the run of `buf` from `pos` with its whitespace escapes removed and
+    `\\/` unescaped, and where the run stops: at `end`, or at an escape it cannot
+    handle in bulk (such as `\\u0041` or one cut off by the end of the chunk)."""
+    backslash = buf.find(b"\\", pos, end)
+    if backslash == -1:
+        return buf[pos:end], end
+    text = _strip_uniform_escapes(buf[pos:end], buf[backslash : backslash + 4])
+    if text is not None:
+        return text, end
+    other = _OTHER_ESCAPE.search(buf, backslash, end)
+    stop = end if other is None else other.start()
+    return _strip_escapes(buf[pos:stop]), stop
+
+
+def _strip_uniform_escapes(text: bytes, first: bytes) -> bytes | None:
+    """`text` without its escapes if they are all alike (`first` starts the first one):
+    all `\\/`, or all one of `\\n` `\\r` `\\t` `\\r\\n`, as encoders write them. None
+    otherwise, and then nothing is assumed about `text`.
+
+    One pass each, and sound on any input: `count` proves that every backslash is
+    followed by '/'; a single `replace` that leaves no backslash proves every backslash
+    began a match, so none was an escaped backslash whose neighbour only looks like one.
+    """
+    if first.startswith(b"\\/"):
+        stripped = text.translate(None, b"\\")
+        return stripped if text.count(b"\\/") == len(text) - len(stripped) else None
+    escape = first if first == b"\\r\\n" else first[:2]
+    if escape not in _WHITESPACE_ESCAPES:
+        return None
+    stripped = text.replace(escape, b"")
+    return stripped if b"\\" not in stripped else None
+
+
+def _strip_escapes(text: bytes) -> bytes:
+    """`text` without its escapes, which may be any mix of `\\n` `\\r` `\\t` `\\/`.
+
+    Every backslash in `text` starts one of those 2-byte escapes (`_OTHER_ESCAPE`
+    stopped the run before any other), so each `replace` removes whole escapes and
+    cannot join bytes into a new one.
+    """
+    while (backslash := text.find(b"\\")) != -1:
+        escape = text[backslash : backslash + 2]
+        text = text.replace(escape, b"/" if escape == b"\\/" else b"")
+    return text
+
+
+def _check_kept_size(size: int, kept_as: str) -> None:
+    if size > MAX_STRING_BYTES:
+        raise bad_request(f"{kept_as} is longer than {MAX_STRING_BYTES} bytes", field=kept_as)
+
+
+def _check_unicode(value: str, where: str) -> None:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise bad_request(
+            f"{where} holds an unpaired surrogate (\\ud800-\\udfff) escape", field=where
+        ) from None
+
+
+def _show_byte(byte: int) -> str:
+    return repr(chr(byte)) if 0x20 <= byte < 0x7F else f"byte 0x{byte:02x}"
+
+
+async def receive_base64_json(
+    chunks: AsyncIterator[bytes], workdir: Path, *, max_files: int, max_body_bytes: int
+) -> list[StagedFile]:
+    """Read a base64 JSON upload body into validated files in `workdir`, in request order.
+
+    All or nothing: the first invalid thing raises an AppError (400, 413 or 415) and
+    nothing is returned; files already written stay in `workdir` for the caller to
+    remove with it. Every temp file handle is closed on every path.
+    """
+    parser = _Parser(workdir, max_files)
+    received = 0
+    try:
+        async for chunk in chunks:
+            if not chunk:
+                continue
+            received += len(chunk)
+            if received > max_body_bytes:
+                raise body_too_large(max_body_bytes)
+            for staged in parser.feed(chunk):
+                await asyncio.to_thread(check_content, staged.path, staged.kind, staged.filename)
+        parser.finish()
+    finally:
+        parser.close()
+    return parser.staged

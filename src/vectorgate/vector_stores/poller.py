@@ -1,0 +1,160 @@
+"""The background poller: advances file records until every batch is final.
+
+Every worker of every replica runs one. Work is found in the database (batches not
+`done` whose `next_poll_at` has come) and claimed with a lease: a conditional UPDATE
+that only succeeds when nobody holds a live lease, so each batch is polled by exactly
+one worker at a time. A worker that dies mid-poll simply stops renewing; its lease
+runs out and another worker takes the batch over. Nothing lives in memory that a
+restart could lose.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from datetime import timedelta
+
+import openai
+from sqlalchemy import or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from vectorgate.credentials.service import get_credential, reveal_key
+from vectorgate.db import utcnow
+from vectorgate.security.encryption import Keyring
+from vectorgate.settings import Settings
+from vectorgate.upstream.batch import poll_interval
+from vectorgate.upstream.client import client_for
+from vectorgate.vector_stores.models import FileBatch, VectorStoreFile
+from vectorgate.vector_stores.service import (
+    FINAL_STATUSES,
+    apply_upstream_status,
+    mark_timed_out,
+)
+
+log = logging.getLogger(__name__)
+
+_CLAIM_AT_ONCE = 20
+_CALL_TIMEOUT_S = 20.0
+
+
+class Poller:
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        keyring: Keyring,
+        base_client: openai.AsyncOpenAI,
+        settings: Settings,
+    ) -> None:
+        self._sessionmaker = sessionmaker
+        self._keyring = keyring
+        self._base_client = base_client
+        self._settings = settings
+        self.owner = f"poller-{uuid.uuid4().hex[:12]}"
+
+    async def run_forever(self) -> None:
+        while True:
+            try:
+                polled = await self.run_once()
+            except Exception:
+                log.exception("poller round failed; retrying")
+                polled = 0
+            if not polled:
+                await asyncio.sleep(self._settings.poll_interval_s)
+
+    async def run_once(self) -> int:
+        """Claim the batches that are due and poll each once; returns how many."""
+        polled = 0
+        for batch_id in await self._claim_due():
+            await self._poll(batch_id)
+            polled += 1
+        return polled
+
+    async def _claim_due(self) -> list[str]:
+        now = utcnow()
+        lease_free = or_(FileBatch.lease_expires_at.is_(None), FileBatch.lease_expires_at < now)
+        async with self._sessionmaker() as session:
+            candidates = (
+                await session.scalars(
+                    select(FileBatch.id)
+                    .where(FileBatch.done.is_(False), FileBatch.next_poll_at <= now, lease_free)
+                    .order_by(FileBatch.next_poll_at)
+                    .limit(_CLAIM_AT_ONCE)
+                )
+            ).all()
+        claimed = []
+        for batch_id in candidates:
+            async with self._sessionmaker() as session, session.begin():
+                result = await session.execute(
+                    update(FileBatch)
+                    .where(FileBatch.id == batch_id, FileBatch.done.is_(False), lease_free)
+                    .values(
+                        lease_owner=self.owner,
+                        lease_expires_at=now + timedelta(seconds=self._settings.poller_lease_s),
+                    )
+                )
+            if result.rowcount == 1:  # type: ignore[attr-defined]
+                claimed.append(batch_id)
+        return claimed
+
+    async def _poll(self, batch_id: str) -> None:
+        async with self._sessionmaker() as session, session.begin():
+            batch = await session.get(FileBatch, batch_id)
+            if batch is None or batch.lease_owner != self.owner:
+                return
+            records = (
+                await session.scalars(
+                    select(VectorStoreFile).where(
+                        VectorStoreFile.batch_id == batch_id,
+                        VectorStoreFile.organization_id == batch.organization_id,
+                    )
+                )
+            ).all()
+            pending = [r for r in records if r.processing_status not in FINAL_STATUSES]
+            interval = self._settings.poll_interval_s
+            if pending and utcnow() >= batch.deadline_at:
+                for record in pending:
+                    mark_timed_out(record, self._settings.batch_timeout_s)
+                await self._cancel_upstream(session, batch)
+            elif pending:
+                interval = await self._refresh(session, batch, pending) or interval
+            batch.done = all(r.processing_status in FINAL_STATUSES for r in records)
+            batch.lease_owner = None
+            batch.lease_expires_at = None
+            batch.next_poll_at = utcnow() + timedelta(seconds=interval)
+
+    async def _client(self, session: AsyncSession, batch: FileBatch) -> openai.AsyncOpenAI:
+        credential = await get_credential(session, batch.organization_id, batch.credential_id)
+        client = client_for(self._base_client, reveal_key(self._keyring, credential))
+        # A poll holds its batch's lease and a transaction: keep each call short.
+        return client.with_options(timeout=_CALL_TIMEOUT_S)
+
+    async def _refresh(
+        self, session: AsyncSession, batch: FileBatch, pending: list[VectorStoreFile]
+    ) -> float | None:
+        """Update `pending` from OpenAI; returns the poll interval OpenAI asks for, if any."""
+        by_file_id = {r.file_id: r for r in pending}
+        try:
+            batches = (await self._client(session, batch)).vector_stores.file_batches
+            raw = await batches.with_raw_response.retrieve(
+                batch.id, vector_store_id=batch.vector_store_id
+            )
+            async for upstream in batches.list_files(
+                batch.id, vector_store_id=batch.vector_store_id, limit=100
+            ):
+                record = by_file_id.get(upstream.id)
+                if record is not None:
+                    apply_upstream_status(record, upstream)
+        except Exception as exc:  # the deadline catches a batch that keeps failing
+            log.warning("could not poll batch %s: %s", batch.id, type(exc).__name__)
+            return None
+        return poll_interval(raw.headers)
+
+    async def _cancel_upstream(self, session: AsyncSession, batch: FileBatch) -> None:
+        try:
+            client = await self._client(session, batch)
+            await client.vector_stores.file_batches.cancel(
+                batch.id, vector_store_id=batch.vector_store_id
+            )
+        except Exception as exc:
+            log.info("could not cancel overdue batch %s: %s", batch.id, type(exc).__name__)

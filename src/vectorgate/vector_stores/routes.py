@@ -1,0 +1,228 @@
+"""The organization API for vector stores (SPEC 3.2, 3.3 and 4)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query, Request
+from starlette.requests import ClientDisconnect
+
+from vectorgate.db import utcnow
+from vectorgate.deps import OrgCallerDep, ResourcesDep, SessionDep
+from vectorgate.errors import bad_request
+from vectorgate.uploads.base64_json import receive_base64_json
+from vectorgate.uploads.idempotency import HashingStream, idempotent
+from vectorgate.uploads.multipart import body_too_large
+from vectorgate.uploads.slots import check_capacity
+from vectorgate.upstream.ingest import ingest
+from vectorgate.vector_stores.schemas import (
+    Deleted,
+    FileList,
+    FileRecord,
+    FileStatus,
+    ProcessingStatus,
+    UploadedFile,
+    UploadResponse,
+    VectorStoreCreate,
+    VectorStoreList,
+    VectorStoreOut,
+)
+from vectorgate.vector_stores.service import (
+    get_file_record,
+    get_vector_store,
+    list_file_records,
+    list_vector_stores,
+    record_uploads,
+    refresh_file_record,
+    register_vector_store,
+    store_client,
+    unregister_vector_store,
+)
+
+router = APIRouter(prefix="/v1/organizations/{org_id}/vector-stores", tags=["vector stores"])
+
+_BASE64_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "required": ["files"],
+                    "properties": {
+                        "files": {
+                            "type": "array",
+                            "minItems": 1,
+                            "items": {
+                                "type": "object",
+                                "required": ["filename", "content", "mime_type"],
+                                "properties": {
+                                    "filename": {"type": "string"},
+                                    "content": {"type": "string", "format": "byte"},
+                                    "mime_type": {"type": "string"},
+                                },
+                            },
+                        }
+                    },
+                }
+            }
+        },
+    }
+}
+
+
+@router.post("", status_code=201)
+async def add_vector_store(
+    body: VectorStoreCreate, caller: OrgCallerDep, session: SessionDep, resources: ResourcesDep
+) -> VectorStoreOut:
+    """Create a vector store at OpenAI and register it, or register an existing one."""
+    if (body.name is None) == (body.vector_store_id is None):
+        raise bad_request("Give exactly one of 'name' (to create) or 'vector_store_id'")
+    store = await register_vector_store(
+        session,
+        resources.keyring,
+        resources.openai,
+        caller.organization_id,
+        body.credential_id,
+        create_name=body.name,
+        vector_store_id=body.vector_store_id,
+    )
+    return VectorStoreOut.model_validate(store, from_attributes=True)
+
+
+@router.get("")
+async def list_stores(caller: OrgCallerDep, session: SessionDep) -> VectorStoreList:
+    """List the organization's registered vector stores."""
+    stores = await list_vector_stores(session, caller.organization_id)
+    return VectorStoreList(
+        data=[VectorStoreOut.model_validate(s, from_attributes=True) for s in stores]
+    )
+
+
+@router.get("/{vector_store_id}")
+async def get_store(
+    vector_store_id: str, caller: OrgCallerDep, session: SessionDep
+) -> VectorStoreOut:
+    """Get a registered vector store."""
+    store = await get_vector_store(session, caller.organization_id, vector_store_id)
+    return VectorStoreOut.model_validate(store, from_attributes=True)
+
+
+@router.delete("/{vector_store_id}")
+async def remove_store(
+    vector_store_id: str,
+    caller: OrgCallerDep,
+    session: SessionDep,
+    resources: ResourcesDep,
+    delete_upstream: bool = False,
+) -> Deleted:
+    """Unregister a vector store; with delete_upstream=true also delete it at OpenAI."""
+    store = await get_vector_store(session, caller.organization_id, vector_store_id)
+    await unregister_vector_store(
+        session, resources.keyring, resources.openai, store, delete_upstream=delete_upstream
+    )
+    return Deleted(id=vector_store_id)
+
+
+@router.post(
+    "/{vector_store_id}/files/upload-base64",
+    response_model=UploadResponse,
+    openapi_extra=_BASE64_BODY,
+)
+async def upload_base64(
+    vector_store_id: str,
+    request: Request,
+    caller: OrgCallerDep,
+    resources: ResourcesDep,
+    idempotency_key: Annotated[str | None, Header()] = None,
+) -> Any:
+    """Upload base64-encoded files; answers once they are attached, processing goes on."""
+    settings = resources.settings
+    declared_length = request.headers.get("content-length", "")
+    if declared_length.isdigit() and int(declared_length) > settings.max_request_bytes:
+        raise body_too_large(settings.max_request_bytes)
+    async with resources.sessionmaker() as session:
+        store = await get_vector_store(session, caller.organization_id, vector_store_id)
+        client = await store_client(session, resources.keyring, resources.openai, store)
+    body = HashingStream(request.stream())
+
+    async def handle() -> dict[str, Any]:
+        await check_capacity(
+            resources.sessionmaker,
+            caller.organization_id,
+            limit=settings.max_concurrent_uploads_per_org,
+        )
+        async with resources.staging.request_dir() as workdir:
+            try:
+                staged = await receive_base64_json(
+                    aiter(body),
+                    workdir,
+                    max_files=settings.max_files_per_request,
+                    max_body_bytes=settings.max_request_bytes,
+                )
+            except ClientDisconnect:
+                raise bad_request("The client disconnected before the body was complete") from None
+            async with ingest(
+                client,
+                resources.sessionmaker,
+                settings,
+                organization_id=caller.organization_id,
+                vector_store_id=store.id,
+                staged=staged,
+                workdir=workdir,
+            ) as ingested:
+                deadline = utcnow() + timedelta(seconds=settings.batch_timeout_s)
+                records = await record_uploads(
+                    resources.sessionmaker, store, staged, ingested, deadline=deadline
+                )
+        response = UploadResponse(
+            message=f"{len(records)} file(s) uploaded successfully",
+            files=[UploadedFile.model_validate(r, from_attributes=True) for r in records],
+        )
+        return response.model_dump(mode="json")
+
+    route = f"POST {request.url.path}"
+    return await idempotent(
+        resources.sessionmaker, caller.organization_id, idempotency_key, route, body, handle
+    )
+
+
+@router.get("/{vector_store_id}/files")
+async def list_files(
+    vector_store_id: str,
+    caller: OrgCallerDep,
+    session: SessionDep,
+    status: ProcessingStatus | None = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    after: str | None = None,
+) -> FileList:
+    """List the vector store's file records, newest first (cursor: `after` = last id)."""
+    store = await get_vector_store(session, caller.organization_id, vector_store_id)
+    rows, has_more = await list_file_records(
+        session, store, status=status, limit=limit, after=after
+    )
+    data = [FileRecord.model_validate(r, from_attributes=True) for r in rows]
+    return FileList(data=data, has_more=has_more, last_id=data[-1].id if data else None)
+
+
+@router.get("/{vector_store_id}/files/{file_id}/status")
+async def file_status(
+    vector_store_id: str,
+    file_id: str,
+    caller: OrgCallerDep,
+    session: SessionDep,
+    resources: ResourcesDep,
+) -> FileStatus:
+    """Processing status of one file, by `vsf_` id or OpenAI `file-` id."""
+    store = await get_vector_store(session, caller.organization_id, vector_store_id)
+    record = await get_file_record(session, store, file_id)
+    await refresh_file_record(
+        session,
+        resources.keyring,
+        resources.openai,
+        store,
+        record,
+        timeout_s=resources.settings.batch_timeout_s,
+    )
+    return FileStatus.model_validate(record, from_attributes=True)

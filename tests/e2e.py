@@ -1,0 +1,100 @@
+"""End-to-end fixtures: the real `vectorgate serve` against the fake OpenAI over HTTP.
+
+Loaded for every test module as a pytest plugin (see conftest.py). Each module that
+uses `service` gets one service per database backend; a module-level
+`SERVICE_SETTINGS` dict tunes its settings.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support import staged_leftovers
+from vectorgate.testing.fake_openai import FakeOpenAI
+from vectorgate.testing.service import RunningService, run_cli, serve, service_env
+
+DEFAULT_SETTINGS = {
+    "batch_timeout_s": "3",
+    "retry_backoff_s": "0.01",
+    "max_concurrent_uploads_per_org": "12",
+    "poll_interval_s": "0.1",
+    "poller_lease_s": "2",
+}
+
+
+@dataclass
+class Tenant:
+    org_id: str
+    api_key: str
+    credential_id: str
+    openai_key: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"X-API-Key": self.api_key}
+
+
+@dataclass
+class Service:
+    running: RunningService
+    env: dict[str, str]
+    temp_dir: Path
+
+    def new_tenant(self) -> Tenant:
+        org = run_cli(self.env, "orgs", "create", f"org-{uuid.uuid4().hex[:6]}")["id"]
+        key = run_cli(self.env, "api-keys", "create", "--org", org)["key"]
+        openai_key = f"sk-test-{uuid.uuid4().hex}"
+        credential = run_cli(
+            self.env, "credentials", "create", "--org", org, "--name", "main", stdin=openai_key
+        )["id"]
+        return Tenant(org, key, credential, openai_key)
+
+
+@pytest.fixture(scope="module")
+def service(
+    request: pytest.FixtureRequest,
+    database_url: str,
+    fake_openai: FakeOpenAI,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Service]:
+    settings = DEFAULT_SETTINGS | getattr(request.module, "SERVICE_SETTINGS", {})
+    data_dir = tmp_path_factory.mktemp("service")
+    env = service_env(data_dir, database_url, fake_openai.base_url, **settings)
+    with serve(env, log_path=data_dir / "service.log") as running:
+        yield Service(running, env, data_dir / "tmp")
+
+
+@pytest.fixture(scope="module")
+def tenant(service: Service) -> Tenant:
+    return service.new_tenant()
+
+
+@pytest.fixture
+def client(service: Service) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=service.running.base_url, timeout=60) as client:
+        yield client
+
+
+@pytest.fixture(autouse=True)
+def nothing_left_behind(request: pytest.FixtureRequest) -> Iterator[None]:
+    """After every test: the staging area is empty and the service logged no secret."""
+    yield
+    if "service" not in request.fixturenames:
+        return
+    service: Service = request.getfixturevalue("service")
+    deadline = time.monotonic() + 5
+    while staged_leftovers(service.temp_dir) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert staged_leftovers(service.temp_dir) == []
+    if "tenant" in request.fixturenames:
+        tenant: Tenant = request.getfixturevalue("tenant")
+        log = service.running.log()
+        assert tenant.api_key not in log
+        assert tenant.openai_key not in log
