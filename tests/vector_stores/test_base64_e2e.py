@@ -101,12 +101,16 @@ def test_seed_curl_example_uploads_and_reaches_completed(
     document.write_bytes(samples.pdf_bytes(28042))
     # The seed's example, verbatim but for host, ids and key. GNU base64 wraps its
     # output at 76 columns: the line breaks land inside the JSON string.
+    url = (
+        f"{service.running.base_url}/v1/organizations/{tenant.org_id}"
+        f"/vector-stores/{store}/files/upload-base64"
+    )
     script = textwrap.dedent(
         f"""\
         set -e
         cd {tmp_path}
         FILE_CONTENT=$(base64 -i document.pdf)
-        curl -sS -X POST "{service.running.base_url}/v1/organizations/{tenant.org_id}/vector-stores/{store}/files/upload-base64" \\
+        curl -sS -X POST "{url}" \\
         -H "X-API-Key: $FREDDY_API_KEY" \\
         -H "Content-Type: application/json" \\
         -d "{{

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
 import uuid
 from datetime import timedelta
 
@@ -29,6 +31,7 @@ from vectorgate.vector_stores.models import FileBatch, VectorStoreFile
 from vectorgate.vector_stores.service import (
     FINAL_STATUSES,
     apply_upstream_status,
+    mark_failed,
     mark_timed_out,
 )
 
@@ -50,7 +53,8 @@ class Poller:
         self._keyring = keyring
         self._base_client = base_client
         self._settings = settings
-        self.owner = f"poller-{uuid.uuid4().hex[:12]}"
+        # Says who holds a lease: host and process for an operator, random for uniqueness.
+        self.owner = f"{socket.gethostname()[:32]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
     async def run_forever(self) -> None:
         while True:
@@ -145,6 +149,11 @@ class Poller:
                 record = by_file_id.get(upstream.id)
                 if record is not None:
                     apply_upstream_status(record, upstream)
+        except openai.NotFoundError:
+            # Deleted upstream (or the store was): these files will never finish.
+            for record in pending:
+                mark_failed(record, "the file batch no longer exists at OpenAI")
+            return None
         except Exception as exc:  # the deadline catches a batch that keeps failing
             log.warning("could not poll batch %s: %s", batch.id, type(exc).__name__)
             return None

@@ -231,8 +231,12 @@ def fail_if_overdue(record: VectorStoreFile, timeout_s: float) -> bool:
 
 
 def mark_timed_out(record: VectorStoreFile, timeout_s: float) -> None:
+    mark_failed(record, f"processing did not finish within {timeout_s:g}s")
+
+
+def mark_failed(record: VectorStoreFile, message: str) -> None:
     record.processing_status = "failed"
-    record.error_message = f"processing did not finish within {timeout_s:g}s"
+    record.error_message = message
     record.updated_at = utcnow()
 
 
