@@ -68,6 +68,15 @@ def unauthorized(message: str = "Missing or invalid API key") -> AppError:
     return AppError(401, ErrorCode.UNAUTHORIZED, message)
 
 
+def body_too_large(max_body_bytes: int) -> AppError:
+    return AppError(
+        413,
+        ErrorCode.FILE_TOO_LARGE,
+        f"Request body is larger than the {max_body_bytes} bytes an upload may be",
+        details={"max_body_bytes": max_body_bytes},
+    )
+
+
 FLOWISE_PREFIX = "/api/v1/"
 
 _STATUS_CODES = {

@@ -3,21 +3,21 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request
-from starlette.requests import ClientDisconnect
 
 from vectorgate.credentials.service import get_credential, reveal_key
 from vectorgate.deps import CallerDep, ResourcesDep
 from vectorgate.errors import bad_request
+from vectorgate.ingest import ingest, reject_oversized_body
 from vectorgate.uploads.idempotency import HashingStream, idempotent
-from vectorgate.uploads.multipart import FILES_FIELD, body_too_large, receive_multipart
-from vectorgate.uploads.slots import check_capacity
+from vectorgate.uploads.multipart import FILES_FIELD, receive_multipart
+from vectorgate.uploads.staging import StagedFile
 from vectorgate.upstream.batch import raise_for_failures, wait_for_batch
 from vectorgate.upstream.client import client_for
 from vectorgate.upstream.errors import upstream_errors
-from vectorgate.upstream.ingest import ingest
 
 router = APIRouter(tags=["flowise"])
 
@@ -60,9 +60,7 @@ async def upload_to_vector_store(
         raise bad_request("Invalid vector store id: 1-128 letters, digits, '_' or '-'")
     if not credential:
         raise bad_request("Missing credential: pass ?credential=<credential id>")
-    declared_length = request.headers.get("content-length", "")
-    if declared_length.isdigit() and int(declared_length) > settings.max_request_bytes:
-        raise body_too_large(settings.max_request_bytes)
+    reject_oversized_body(request, settings)
 
     async with resources.sessionmaker() as session:
         stored = await get_credential(session, caller.organization_id, credential)
@@ -71,40 +69,27 @@ async def upload_to_vector_store(
         await client.vector_stores.retrieve(vector_store_id)
     body = HashingStream(request.stream())
 
-    async def handle() -> list[dict[str, object]]:
-        await check_capacity(
-            resources.sessionmaker,
-            caller.organization_id,
-            limit=settings.max_concurrent_uploads_per_org,
+    async def receive(workdir: Path) -> list[StagedFile]:
+        files = receive_multipart(
+            aiter(body),
+            request.headers.get("content-type"),
+            workdir,
+            max_files=settings.max_files_per_request,
+            max_body_bytes=settings.max_request_bytes,
         )
-        async with resources.staging.request_dir() as workdir:
-            try:
-                staged = [
-                    file
-                    async for file in receive_multipart(
-                        aiter(body),
-                        request.headers.get("content-type"),
-                        workdir,
-                        max_files=settings.max_files_per_request,
-                        max_body_bytes=settings.max_request_bytes,
-                    )
-                ]
-            except ClientDisconnect:
-                raise bad_request("The client disconnected before the body was complete") from None
-            async with ingest(
-                client,
-                resources.sessionmaker,
-                settings,
-                organization_id=caller.organization_id,
-                vector_store_id=vector_store_id,
-                staged=staged,
-                workdir=workdir,
-            ) as ingested:
-                batch = await wait_for_batch(
-                    client, ingested.batch, timeout_s=settings.batch_timeout_s
-                )
-                names = {f.id: s.filename for f, s in zip(ingested.files, staged, strict=True)}
-                await raise_for_failures(client, batch, names)
+        return [file async for file in files]
+
+    async def handle() -> list[dict[str, object]]:
+        async with ingest(
+            resources,
+            client,
+            organization_id=caller.organization_id,
+            vector_store_id=vector_store_id,
+            receive=receive,
+        ) as ingested:
+            batch = await wait_for_batch(client, ingested.batch, timeout_s=settings.batch_timeout_s)
+            names = {f.id: s.filename for f, s in zip(ingested.files, ingested.staged, strict=True)}
+            await raise_for_failures(client, batch, names)
         return [file.to_dict() for file in ingested.files]
 
     route = f"POST {request.url.path}?credential={credential}"

@@ -78,7 +78,7 @@ from typing import BinaryIO, TypeVar
 
 import pybase64
 
-from vectorgate.errors import AppError, ErrorCode, bad_request
+from vectorgate.errors import AppError, ErrorCode, bad_request, body_too_large
 from vectorgate.uploads.filenames import clean_filename
 from vectorgate.uploads.filetypes import (
     MAX_FILE_BYTES,
@@ -88,7 +88,6 @@ from vectorgate.uploads.filetypes import (
     check_size,
     kind_for,
 )
-from vectorgate.uploads.multipart import body_too_large
 from vectorgate.uploads.staging import StagedFile
 
 FILES_KEY = "files"
@@ -162,30 +161,39 @@ class _Base64Sink:
         re-reads the failed run as plain JSON and relies on all earlier runs being valid.
         """
         if self.head is not None:
-            text = self.head + text
-            if len(text) < 5:
-                self.head = text
-                return
-            if text[:5].lower() == b"data:":
-                comma = text.find(b",", 0, _MAX_DATA_URL_HEAD)
-                # The head is dropped, not decoded, so it is checked here: printable
-                # ASCII, as RFC 2397 has it.
-                bad = _NOT_DATA_URL.search(text, 0, _MAX_DATA_URL_HEAD if comma == -1 else comma)
-                if bad is not None:
-                    raise _InvalidBase64(_not_base64(bad.group()[0]))
-                if comma == -1:
-                    if len(text) >= _MAX_DATA_URL_HEAD:
-                        raise _InvalidBase64(
-                            "it starts with 'data:' but has no ',' where the data URL head "
-                            "should end"
-                        )
-                    self.head = text
-                    return
-                if not text[:comma].lower().endswith(b";base64"):
-                    raise _InvalidBase64("it is a data URL, but not a ';base64,' one")
-                text = text[comma + 1 :]
-            self.head = None
+            text = self._strip_head(self.head + text)
+            if self.head is not None:
+                return  # still undecided
         self._decode(text)
+
+    def _strip_head(self, text: bytes) -> bytes:
+        """The content after a `data:...;base64,` head at the start of `text`, if any.
+
+        While it cannot tell yet, it keeps `text` in `self.head` and returns nothing;
+        what it keeps is checked to be printable ASCII first (a prefix of "data:" is).
+        """
+        if not text[:5].lower().startswith(b"data:"[: len(text)]):
+            self.head = None  # not a data URL
+            return text
+        if len(text) < 5:
+            self.head = text
+            return b""
+        comma = text.find(b",", 0, _MAX_DATA_URL_HEAD)
+        # The head is dropped, not decoded, so it is checked here (RFC 2397: ASCII).
+        bad = _NOT_DATA_URL.search(text, 0, _MAX_DATA_URL_HEAD if comma == -1 else comma)
+        if bad is not None:
+            raise _InvalidBase64(_not_base64(bad.group()[0]))
+        if comma == -1:
+            if len(text) >= _MAX_DATA_URL_HEAD:
+                raise _InvalidBase64(
+                    "it starts with 'data:' but has no ',' where the data URL head should end"
+                )
+            self.head = text
+            return b""
+        if not text[:comma].lower().endswith(b";base64"):
+            raise _InvalidBase64("it is a data URL, but not a ';base64,' one")
+        self.head = None
+        return text[comma + 1 :]
 
     def end(self) -> None:
         """The string closed: decode what is left, check it was complete, close the file."""

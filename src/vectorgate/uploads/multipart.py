@@ -21,7 +21,7 @@ from typing import BinaryIO
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
-from vectorgate.errors import AppError, ErrorCode, bad_request
+from vectorgate.errors import AppError, ErrorCode, bad_request, body_too_large
 from vectorgate.uploads.filenames import clean_filename, parse_content_disposition
 from vectorgate.uploads.filetypes import FileKind, check_content, check_size, kind_for
 from vectorgate.uploads.staging import StagedFile
@@ -189,12 +189,3 @@ async def receive_multipart(
         raise bad_request("Malformed multipart body: it ended before the closing boundary")
     if intake.files_seen == 0:
         raise bad_request("No files: send one or more parts named 'files'")
-
-
-def body_too_large(max_body_bytes: int) -> AppError:
-    return AppError(
-        413,
-        ErrorCode.FILE_TOO_LARGE,
-        f"Request body is larger than the {max_body_bytes} bytes an upload may be",
-        details={"max_body_bytes": max_body_bytes},
-    )

@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request
-from starlette.requests import ClientDisconnect
 
 from vectorgate.db import utcnow
 from vectorgate.deps import OrgCallerDep, ResourcesDep, SessionDep
 from vectorgate.errors import bad_request
+from vectorgate.ingest import ingest, reject_oversized_body
 from vectorgate.uploads.base64_json import receive_base64_json
 from vectorgate.uploads.idempotency import HashingStream, idempotent
-from vectorgate.uploads.multipart import body_too_large
-from vectorgate.uploads.slots import check_capacity
-from vectorgate.upstream.ingest import ingest
+from vectorgate.uploads.staging import StagedFile
 from vectorgate.vector_stores.schemas import (
     Deleted,
     FileList,
@@ -139,43 +138,32 @@ async def upload_base64(
 ) -> Any:
     """Upload base64-encoded files; answers once they are attached, processing goes on."""
     settings = resources.settings
-    declared_length = request.headers.get("content-length", "")
-    if declared_length.isdigit() and int(declared_length) > settings.max_request_bytes:
-        raise body_too_large(settings.max_request_bytes)
+    reject_oversized_body(request, settings)
     async with resources.sessionmaker() as session:
         store = await get_vector_store(session, caller.organization_id, vector_store_id)
         client = await store_client(session, resources.keyring, resources.openai, store)
     body = HashingStream(request.stream())
 
-    async def handle() -> dict[str, Any]:
-        await check_capacity(
-            resources.sessionmaker,
-            caller.organization_id,
-            limit=settings.max_concurrent_uploads_per_org,
+    async def receive(workdir: Path) -> list[StagedFile]:
+        return await receive_base64_json(
+            aiter(body),
+            workdir,
+            max_files=settings.max_files_per_request,
+            max_body_bytes=settings.max_request_bytes,
         )
-        async with resources.staging.request_dir() as workdir:
-            try:
-                staged = await receive_base64_json(
-                    aiter(body),
-                    workdir,
-                    max_files=settings.max_files_per_request,
-                    max_body_bytes=settings.max_request_bytes,
-                )
-            except ClientDisconnect:
-                raise bad_request("The client disconnected before the body was complete") from None
-            async with ingest(
-                client,
-                resources.sessionmaker,
-                settings,
-                organization_id=caller.organization_id,
-                vector_store_id=store.id,
-                staged=staged,
-                workdir=workdir,
-            ) as ingested:
-                deadline = utcnow() + timedelta(seconds=settings.batch_timeout_s)
-                records = await record_uploads(
-                    resources.sessionmaker, store, staged, ingested, deadline=deadline
-                )
+
+    async def handle() -> dict[str, Any]:
+        async with ingest(
+            resources,
+            client,
+            organization_id=caller.organization_id,
+            vector_store_id=store.id,
+            receive=receive,
+        ) as ingested:
+            deadline = utcnow() + timedelta(seconds=settings.batch_timeout_s)
+            records = await record_uploads(
+                resources.sessionmaker, store, ingested, deadline=deadline
+            )
         response = UploadResponse(
             message=f"{len(records)} file(s) uploaded successfully",
             files=[UploadedFile.model_validate(r, from_attributes=True) for r in records],

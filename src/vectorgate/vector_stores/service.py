@@ -14,11 +14,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from vectorgate.credentials.service import get_credential, reveal_key
 from vectorgate.db import new_id, utcnow
 from vectorgate.errors import AppError, ErrorCode, not_found
+from vectorgate.ingest import Ingested
 from vectorgate.security.encryption import Keyring
-from vectorgate.uploads.staging import StagedFile
 from vectorgate.upstream.client import client_for
 from vectorgate.upstream.errors import upstream_errors
-from vectorgate.upstream.ingest import Ingested
 from vectorgate.vector_stores.models import FileBatch, VectorStore, VectorStoreFile
 
 log = logging.getLogger(__name__)
@@ -122,7 +121,6 @@ async def unregister_vector_store(
 async def record_uploads(
     sessionmaker: async_sessionmaker[AsyncSession],
     store: VectorStore,
-    staged: Sequence[StagedFile],
     ingested: Ingested,
     *,
     deadline: datetime,
@@ -140,7 +138,7 @@ async def record_uploads(
             mime_type=file.kind.mime_type,
             processing_status="pending",
         )
-        for file, upstream in zip(staged, ingested.files, strict=True)
+        for file, upstream in zip(ingested.staged, ingested.files, strict=True)
     ]
     async with sessionmaker() as session, session.begin():
         session.add_all(records)
