@@ -392,10 +392,16 @@ def snapshot(client: httpx.Client, party: Party, fake: FakeOpenAI) -> dict[str, 
 @pytest.fixture(scope="module")
 def world(service: Service, fake_openai: FakeOpenAI) -> Iterator[World]:
     # This module never resets the fake (no `fake` fixture): the stores live upstream.
-    with ThreadPoolExecutor(3) as pool:  # the CLI is slow to start: make the three at once
-        a, b, c = pool.map(lambda _: make_party(service, fake_openai), range(3))
+    def party_with_revoked_key() -> tuple[Party, str]:
+        party = make_party(service, fake_openai)
+        with httpx.Client(base_url=service.running.base_url, timeout=60) as client:
+            return party, revoked_key_of(client, service, party)
+
+    with ThreadPoolExecutor(3) as pool:  # the CLI is slow to start: work on all three at once
+        first = pool.submit(party_with_revoked_key)
+        b, c = pool.map(lambda _: make_party(service, fake_openai), range(2))
+        a, revoked = first.result()
     with httpx.Client(base_url=service.running.base_url, timeout=60) as client:
-        revoked = revoked_key_of(client, service, a)
         snapshots = {"A": snapshot(client, a, fake_openai), "B": snapshot(client, b, fake_openai)}
         yield World(service, a, b, c, revoked, snapshots)
 
