@@ -7,7 +7,8 @@ record. For every route in ROUTES, each case is its own test:
     that does not exist;
 (b) B's key on B's own path (or the org-less Flowise route) naming A's credential,
     vector store or file: 404, exactly as for a random id that does not exist;
-(c) no key, a malformed key, an unknown key and a revoked key: 401;
+(c) no key (also with a request that is otherwise invalid), a malformed key, an unknown
+    key and a revoked key (as `X-API-Key` and as Bearer): 401;
 (d) a valid key works both as `X-API-Key` and as `Authorization: Bearer` (tenant C, so
     the successful writes never touch A or B).
 
@@ -484,7 +485,14 @@ def test_every_route_naming_an_id_has_a_foreign_id_case() -> None:
 
 ORG_ROUTES = [pytest.param(r, id=r.name) for r in ROUTES if not r.flowise]
 FOREIGN_IDS = [pytest.param(r, s, id=f"{r.name}-{s.label}") for r in ROUTES for s in r.swaps]
-BAD_KEYS = ("no-key", "malformed-key", "unknown-key", "revoked-key", "revoked-bearer")
+BAD_KEYS = (
+    "no-key",
+    "no-key-and-a-broken-request",
+    "malformed-key",
+    "unknown-key",
+    "revoked-key",
+    "revoked-bearer",
+)
 AUTH_CASES = [pytest.param(r, k, id=f"{r.name}-{k}") for r in ROUTES for k in BAD_KEYS]
 HEADER_STYLES = [
     pytest.param(r, style, id=f"{r.name}-{style}")
@@ -528,14 +536,19 @@ def test_naming_another_orgs_id_is_404_like_an_id_that_does_not_exist(
 def test_missing_malformed_unknown_and_revoked_keys_are_401(
     world: World, client: httpx.Client, fake_openai: FakeOpenAI, route: Route, bad_key: str
 ) -> None:
+    call = route.build(world.a.refs)
+    if bad_key == "no-key-and-a-broken-request":  # the key is checked before anything else
+        broken = {"limit": "0", "delete_upstream": "perhaps", "credential": ""}
+        call = replace(call, params=broken, json=None, content=b"{", headers={})
     auth = {
         "no-key": {},
+        "no-key-and-a-broken-request": {},
         "malformed-key": {"X-API-Key": "not-a-vectorgate-key"},
         "unknown-key": {"Authorization": f"Bearer vg_{secrets.token_urlsafe(32)}"},
         "revoked-key": {"X-API-Key": world.revoked_key},
         "revoked-bearer": {"Authorization": f"Bearer {world.revoked_key}"},
     }[bad_key]
-    response = route.build(world.a.refs).send(client, auth)
+    response = call.send(client, auth)
 
     assert response.status_code == 401, response.text
     body = response.json()

@@ -565,6 +565,16 @@ def test_file_records_paginate_with_the_after_cursor_across_three_pages(
     assert [r["id"] for b in bodies for r in b["data"]] == records.newest_first()
 
 
+def test_has_more_is_true_only_while_records_remain(client: httpx.Client, records: Records) -> None:
+    for limit, has_more in ((RECORD_COUNT - 1, True), (RECORD_COUNT, False)):
+        response = list_files(client, records, limit=limit)
+        assert response.status_code == 200, response.text
+        assert response.json()["has_more"] is has_more, limit
+    completed = len(records.newest_first("completed"))
+    exact = list_files(client, records, status="completed", limit=completed)
+    assert exact.json()["has_more"] is False
+
+
 def test_file_records_filter_by_status_and_paginate_within_it(
     client: httpx.Client, records: Records
 ) -> None:

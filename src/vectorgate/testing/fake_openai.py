@@ -24,7 +24,8 @@ Processing is driven by polling, not by time. A batch (and each of its files) st
 to `batch_mode` ("complete", "fail", "cancel" or "stuck" = never ends); files named by
 `fail_files_named()` fail while the rest complete. A file attached on its own
 (`POST /vector_stores/{vs}/files`) advances the same way on each of its own retrieves;
-files attached through a batch advance only with their batch. Cancelling a batch makes it
+files attached through a batch advance with their batch, whose retrieve or a retrieve
+of any of its files counts as one poll. Cancelling a batch makes it
 `cancelling`; the next retrieve makes it `cancelled` and cancels its unfinished files.
 Retrieves of batches and vector store files carry `openai-poll-after-ms: <poll_after_ms>`,
 which the SDK's `poll` helpers use as their interval.
@@ -542,7 +543,10 @@ class _State:
     ) -> Json:
         with self.lock:
             vs_file = self._vs_file(owner, vs_id, file_id)
-            if vs_file.batch_id is None and vs_file.status == "in_progress":
+            if vs_file.batch_id is not None:
+                # Looking at one file of a batch is progress for the whole batch.
+                self.batches[vs_file.batch_id].advance(mode, polls_to_complete, self.fail_rules)
+            elif vs_file.status == "in_progress":
                 vs_file.polls += 1
                 if vs_file.polls >= polls_to_complete:
                     vs_file.finish(mode, self.fail_rules)

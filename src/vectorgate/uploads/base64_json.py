@@ -70,6 +70,7 @@ from __future__ import annotations
 
 import asyncio
 import codecs
+import json
 import re
 from collections.abc import AsyncIterator, Generator
 from dataclasses import dataclass, field
@@ -95,10 +96,11 @@ _FIELDS = ("filename", "content", "mime_type")
 
 # Writes go to the page cache in large pieces: fewer syscalls.
 _WRITE_BUFFER = MiB
-# Longest filename, MIME type or key kept in memory, in UTF-8 bytes.
+# Longest filename, MIME type or key, in bytes as written in the body.
 MAX_STRING_BYTES = 64 * 1024
-# Longest number or literal under an unknown key.
-_MAX_SCALAR_BYTES = 1024
+# Most that a value under an unknown key may hold besides the text of its strings.
+# It is kept (strings emptied) until it ends, to be checked by `json.loads`.
+MAX_IGNORED_BYTES = MiB
 # Deepest nesting of a value under an unknown key.
 MAX_DEPTH = 512
 # Longest `data:<mime>;base64,` head of a content string.
@@ -112,15 +114,37 @@ _QUOTE, _BACKSLASH, _COMMA, _COLON = b'"\\,:'
 _LBRACE, _RBRACE, _LBRACKET, _RBRACKET = b"{}[]"
 
 _WHITESPACE = re.compile(rb"[ \t\n\r]*")
-# What ends a run of plain characters in a JSON string.
-_STRING_SPECIAL = re.compile(rb'["\\\x00-\x1f]')
-# Inside content: the first escape the bulk path does not strip, or a backslash cut
-# off by the end of the chunk. Every backslash before it starts a 2-byte \n \r \t \/.
-_OTHER_ESCAPE = re.compile(rb"\\(?:[^nrt/]|\Z)")
-_WHITESPACE_ESCAPES = frozenset({b"\\n", b"\\r", b"\\t", b"\\r\\n"})
+# The longest valid stretch of a JSON string's body: characters other than '"', '\\'
+# and controls, and complete escapes. Possessive, so it never backtracks.
+_STRING_BODY = re.compile(rb'(?:[^"\\\x00-\x1f]++|\\["\\/bfnrt]|\\u[0-9a-fA-F]{4})*+')
+# An escape cut off by the end of the chunk.
+_PARTIAL_ESCAPE = re.compile(rb"\\(?:u[0-9a-fA-F]{0,3})?\Z")
 _HEX4 = re.compile(rb"[0-9a-fA-F]{4}")
-_SCALAR_RUN = re.compile(rb"[-+.0-9a-zA-Z]*")
-_NUMBER = re.compile(rb"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?")
+
+# Escapes that encoders put inside base64, and what each stands for in the cleaned
+# text: JSON whitespace is dropped; '/' is escaped by PHP (and as \u002F), '+' by .NET
+# (\u002B), '=' by Gson (\u003D). These are removed in bulk with `bytes.replace`.
+_BULK_ESCAPES: dict[bytes, bytes] = {b"\\n": b"", b"\\r": b"", b"\\t": b"", b"\\/": b"/"}
+for _code, _char in (
+    (0x09, b""),
+    (0x0A, b""),
+    (0x0D, b""),
+    (0x20, b""),
+    (0x2B, b"+"),
+    (0x2F, b"/"),
+    (0x3D, b"="),
+):
+    for _hex in (f"{_code:04x}", f"{_code:04X}"):
+        _BULK_ESCAPES[b"\\u" + _hex.encode()] = _char
+# Inside content: the first backslash that does not start one of _BULK_ESCAPES (or is
+# cut off by the end of the chunk). Every backslash before it starts one that does.
+_OTHER_ESCAPE = re.compile(rb"\\(?!(?:[nrt/]|u00(?:0[9aAdD]|2[0bBfF]|3[dD])))")
+# How a run may use a single kind of escape throughout (see _strip_uniform_escapes).
+_UNIFORM_ESCAPES = _BULK_ESCAPES | {b"\\r\\n": b""}
+# Where a value under an unknown key may end or change depth: at the top of the value
+# a ',' or the parent's closing bracket ends it; strings are skipped on their own.
+_SKIP_STOP_TOP = re.compile(rb'["\[\]{},]')
+_SKIP_STOP_NESTED = re.compile(rb'["\[\]{}]')
 _NOT_BASE64 = re.compile(rb"[^A-Za-z0-9+/=]")
 _NOT_DATA_URL = re.compile(rb"[^\x20-\x7e]")
 _SIMPLE_ESCAPES = {
@@ -493,15 +517,17 @@ class _Parser:
         # with many slow escapes must not be searched to its end for each of them.
         quote = -1
         searched_chunk = -1  # the `self.chunks` count when `quote` was found
+        uniform_tried = -1  # ... and when the uniform-escapes shortcut was tried
         while True:
             buf, pos = self.buf, self.pos
             if searched_chunk != self.chunks or (quote != -1 and quote < pos):
                 quote, searched_chunk = buf.find(b'"', pos), self.chunks
             end = len(buf) if quote == -1 else quote
-            text, stop = _base64_run(buf, pos, end)
+            # The shortcut costs a pass over the rest of the chunk even when it fails,
+            # so it is tried once per chunk, not after every slow escape.
+            try_uniform, uniform_tried = uniform_tried != self.chunks, self.chunks
+            text, stop = _base64_run(buf, pos, end, try_uniform=try_uniform)
             if stop > pos:
-                if b" " in text:
-                    text = text.translate(None, b" ")
                 sink.feed(text)
                 self.pos = stop
             if stop == end:
@@ -567,48 +593,39 @@ class _Parser:
         return key
 
     def _string(self, kept_as: str | None) -> _Steps[str | None]:
-        """A JSON string (opening quote consumed): its value if `kept_as` names it (for
-        messages), else only checked. Kept strings are capped at MAX_STRING_BYTES."""
+        """A JSON string (opening quote consumed), checked in bulk: its value if `kept_as`
+        names it (for messages; at most MAX_STRING_BYTES as written), else None."""
         decoder = codecs.getincrementaldecoder("utf-8")()
-        parts: list[str] = []
-        kept_bytes = 0
-        after_high_surrogate = False  # the last part is a \\u escape of a high surrogate
+        kept = bytearray() if kept_as is not None else None
         while True:
             buf, pos = self.buf, self.pos
-            special = _STRING_SPECIAL.search(buf, pos)
-            end = len(buf) if special is None else special.start()
-            if end > pos:
-                text = self._utf8(decoder, buf[pos:end])
-                self.pos = end
-                if kept_as is not None:
-                    kept_bytes += end - pos
-                    _check_kept_size(kept_bytes, kept_as)
-                    parts.append(text)
-                    after_high_surrogate = False
-            if special is None:
-                yield from self._wait()
-                continue
-            byte = buf[end]
-            if byte != _QUOTE and byte != _BACKSLASH:
-                raise self._syntax(f"unescaped control character U+{byte:04X} in a string")
-            self._utf8(decoder, b"", final=True)  # no UTF-8 sequence may be cut by an escape
-            if byte == _QUOTE:
-                self.pos = end + 1
-                return "".join(parts) if kept_as is not None else None
-            char = yield from self._escape()
-            if kept_as is None:
-                continue
-            kept_bytes += len(char.encode("utf-8", "surrogatepass"))
-            _check_kept_size(kept_bytes, kept_as)
-            if after_high_surrogate and "\udc00" <= char <= "\udfff":
-                high = parts.pop()
-                char = chr(0x10000 + ((ord(high) - 0xD800) << 10) + (ord(char) - 0xDC00))
-            parts.append(char)
-            after_high_surrogate = "\ud800" <= char <= "\udbff"
+            match = _STRING_BODY.match(buf, pos)
+            end = match.end() if match is not None else pos
+            # Escapes are ASCII, so decoding the text as written checks its UTF-8.
+            self._utf8(decoder, buf[pos:end])
+            self.pos = end
+            if kept is not None:
+                kept += buf[pos:end]
+                if len(kept) > MAX_STRING_BYTES:
+                    raise bad_request(
+                        f"{kept_as} is longer than {MAX_STRING_BYTES} bytes", field=kept_as
+                    )
+            if end < len(buf):
+                if buf[end] == _QUOTE:
+                    self._utf8(decoder, b"", final=True)
+                    self.pos = end + 1
+                    # Valid by now; json gives it JSON's exact meaning (surrogate pairs...).
+                    return None if kept is None else str(json.loads(b'"' + kept + b'"'))
+                if buf[end] != _BACKSLASH:
+                    raise self._syntax(f"unescaped control character U+{buf[end]:04X} in a string")
+                if _PARTIAL_ESCAPE.match(buf, end) is None:
+                    shown = buf[end : end + 6].decode("utf-8", "backslashreplace")
+                    raise self._syntax(f"invalid escape {shown!r} in a string")
+            yield from self._wait()
 
-    def _utf8(self, decoder: codecs.IncrementalDecoder, data: bytes, final: bool = False) -> str:
+    def _utf8(self, decoder: codecs.IncrementalDecoder, data: bytes, final: bool = False) -> None:
         try:
-            return decoder.decode(data, final)
+            decoder.decode(data, final)
         except UnicodeDecodeError:
             raise self._syntax("a string is not valid UTF-8") from None
 
@@ -632,111 +649,119 @@ class _Parser:
         return char
 
     def _skip_value(self) -> _Steps[None]:
-        """Check and discard one value of any type (at its first byte, after whitespace)."""
-        closers: list[int] = []  # the closing bracket of each open array or object
+        """Check and discard one value of any type (at its first byte, after whitespace).
+
+        Only brackets and strings are followed here, to find where the value ends; the
+        value's text with its strings emptied is kept meanwhile and `json.loads` checks
+        the grammar at the end, at C speed. Strings are checked by `_string` and never
+        kept, so a long one costs no memory.
+        """
+        start = self.offset + self.pos
+        text = bytearray()
+        depth = 0
         while True:
-            byte = yield from self._peek()
-            if byte == _LBRACE or byte == _LBRACKET:
-                self.pos += 1
-                closer = _RBRACE if byte == _LBRACE else _RBRACKET
-                if (yield from self._next_member(closer, first=True)):
-                    if len(closers) == MAX_DEPTH:
-                        raise self._syntax(f"values nest more than {MAX_DEPTH} levels deep")
-                    closers.append(closer)
-                    if closer == _RBRACE:
-                        yield from self._skip_key()
-                    continue  # read the first member's value
-            elif byte == _QUOTE:
+            buf, pos = self.buf, self.pos
+            stop = (_SKIP_STOP_NESTED if depth else _SKIP_STOP_TOP).search(buf, pos)
+            end = len(buf) if stop is None else stop.start()
+            text += buf[pos:end]
+            self.pos = end
+            if len(text) > MAX_IGNORED_BYTES:
+                raise bad_request(
+                    f"The value of an unknown key starting at byte {start} is over "
+                    f"{MAX_IGNORED_BYTES} bytes (not counting its strings)"
+                )
+            if stop is None:
+                yield from self._wait()
+                continue
+            byte = buf[end]
+            if byte == _QUOTE:
                 self.pos += 1
                 yield from self._string(None)
-            else:
-                yield from self._scalar()
-            # A value is complete: close the containers it completes, if any.
-            while closers:
-                if (yield from self._next_member(closers[-1], first=False)):
-                    if closers[-1] == _RBRACE:
-                        yield from self._skip_key()
-                    break
-                closers.pop()
-            if not closers:
-                return
-
-    def _skip_key(self) -> _Steps[None]:
-        self.pos += 1
-        yield from self._string(None)
-        byte = yield from self._peek()
-        if byte != _COLON:
-            raise self._syntax(f"expected ':' after a key, found {_show_byte(byte)}")
-        self.pos += 1
-
-    def _scalar(self) -> _Steps[None]:
-        """A number, true, false or null."""
-        while True:
-            match = _SCALAR_RUN.match(self.buf, self.pos)
-            end = match.end() if match is not None else self.pos
-            if end - self.pos > _MAX_SCALAR_BYTES:
-                raise self._syntax(f"a number is longer than {_MAX_SCALAR_BYTES} characters")
-            if end < len(self.buf) or self.eof:
+                text += b'""'
+                continue
+            if byte == _LBRACE or byte == _LBRACKET:
+                if depth == MAX_DEPTH:
+                    raise self._syntax(f"values nest more than {MAX_DEPTH} levels deep")
+                depth += 1
+            elif depth == 0:
+                break  # a ',' or the parent's closing bracket: the value ended before it
+            elif byte == _RBRACE or byte == _RBRACKET:
+                depth -= 1
+            text.append(byte)
+            self.pos += 1
+            if depth == 0:
                 break
-            yield  # the token may go on in the next chunk
-        token = self.buf[self.pos : end]
-        if not token:
-            raise self._unexpected(self.buf[self.pos])
-        if token not in (b"true", b"false", b"null") and _NUMBER.fullmatch(token) is None:
-            raise self._syntax(f"invalid value {token.decode('ascii')!r}")
-        self.pos = end
+        try:
+            # Numbers are not converted (int() refuses over 4,300 digits); NaN and
+            # Infinity, which json accepts, are not JSON.
+            json.loads(text, parse_int=len, parse_float=len, parse_constant=_not_json)
+        except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError
+            problem = exc.msg if isinstance(exc, json.JSONDecodeError) else "not valid JSON"
+            raise bad_request(
+                f"Invalid JSON body: {problem} in the value of an unknown key starting at "
+                f"byte {start} (in {self.where})",
+                offset=start,
+            ) from None
 
 
-def _base64_run(buf: bytes, pos: int, end: int) -> tuple[bytes, int]:
-    """The text of the run of `buf` from `pos` with its whitespace escapes removed and
-    `\\/` unescaped, and where the run stops: at `end`, or at an escape it cannot
-    handle in bulk (such as `\\u0041` or one cut off by the end of the chunk)."""
+def _base64_run(buf: bytes, pos: int, end: int, *, try_uniform: bool) -> tuple[bytes, int]:
+    """The cleaned text of the run of `buf` from `pos` (no whitespace, _BULK_ESCAPES
+    replaced), and where the run stops: at `end`, or at an escape it cannot handle in
+    bulk (such as `\\u0041`, or one cut off by the end of the chunk)."""
     backslash = buf.find(b"\\", pos, end)
     if backslash == -1:
-        return buf[pos:end], end
-    text = _strip_uniform_escapes(buf[pos:end], buf[backslash : backslash + 4])
-    if text is not None:
-        return text, end
-    other = _OTHER_ESCAPE.search(buf, backslash, end)
-    stop = end if other is None else other.start()
-    return _strip_escapes(buf[pos:stop]), stop
+        text, stop = buf[pos:end], end
+    else:
+        uniform = None
+        if try_uniform:
+            uniform = _strip_uniform_escapes(buf[pos:end], buf[backslash : backslash + 6])
+        if uniform is not None:
+            text, stop = uniform, end
+        else:
+            other = _OTHER_ESCAPE.search(buf, backslash, end)
+            stop = end if other is None else other.start()
+            text = _strip_escapes(buf[pos:stop])
+    if b" " in text:
+        text = text.translate(None, b" ")
+    return text, stop
 
 
 def _strip_uniform_escapes(text: bytes, first: bytes) -> bytes | None:
-    """`text` without its escapes if they are all alike (`first` starts the first one):
-    all `\\/`, or all one of `\\n` `\\r` `\\t` `\\r\\n`, as encoders write them. None
-    otherwise, and then nothing is assumed about `text`.
+    """`text` without its escapes if they are all alike, as encoders write them: all
+    `\\/`, or all `\\n`, or all `\\r\\n`, or all `\\u002B`... (`first` starts the first
+    one). None otherwise, and then nothing is assumed about `text`.
 
     One pass each, and sound on any input: `count` proves that every backslash is
-    followed by '/'; a single `replace` that leaves no backslash proves every backslash
-    began a match, so none was an escaped backslash whose neighbour only looks like one.
+    followed by '/'; a single `replace` that leaves no backslash proves that every
+    backslash began a match, so none was an escaped backslash whose neighbour only
+    looks like the rest of an escape.
     """
     if first.startswith(b"\\/"):
         stripped = text.translate(None, b"\\")
         return stripped if text.count(b"\\/") == len(text) - len(stripped) else None
-    escape = first if first == b"\\r\\n" else first[:2]
-    if escape not in _WHITESPACE_ESCAPES:
+    if first.startswith(b"\\r\\n"):
+        escape = first[:4]
+    else:
+        escape = first if first.startswith(b"\\u") else first[:2]
+    replacement = _UNIFORM_ESCAPES.get(escape)
+    if replacement is None:
         return None
-    stripped = text.replace(escape, b"")
+    stripped = text.replace(escape, replacement)
     return stripped if b"\\" not in stripped else None
 
 
 def _strip_escapes(text: bytes) -> bytes:
-    """`text` without its escapes, which may be any mix of `\\n` `\\r` `\\t` `\\/`.
+    """`text` with its escapes replaced, which may be any mix of _BULK_ESCAPES.
 
-    Every backslash in `text` starts one of those 2-byte escapes (`_OTHER_ESCAPE`
-    stopped the run before any other), so each `replace` removes whole escapes and
-    cannot join bytes into a new one.
+    Every backslash in `text` starts one of those (`_OTHER_ESCAPE` stopped the run before
+    any other), and no replacement holds a backslash, so each `replace` swaps whole
+    escapes and cannot join bytes into a new one. At most one pass per kind present.
     """
     while (backslash := text.find(b"\\")) != -1:
-        escape = text[backslash : backslash + 2]
-        text = text.replace(escape, b"/" if escape == b"\\/" else b"")
+        size = 6 if text.startswith(b"\\u", backslash) else 2
+        escape = text[backslash : backslash + size]
+        text = text.replace(escape, _BULK_ESCAPES[escape])
     return text
-
-
-def _check_kept_size(size: int, kept_as: str) -> None:
-    if size > MAX_STRING_BYTES:
-        raise bad_request(f"{kept_as} is longer than {MAX_STRING_BYTES} bytes", field=kept_as)
 
 
 def _check_unicode(value: str, where: str) -> None:
@@ -746,6 +771,10 @@ def _check_unicode(value: str, where: str) -> None:
         raise bad_request(
             f"{where} holds an unpaired surrogate (\\ud800-\\udfff) escape", field=where
         ) from None
+
+
+def _not_json(constant: str) -> None:
+    raise ValueError(f"{constant} is not JSON")
 
 
 def _show_byte(byte: int) -> str:

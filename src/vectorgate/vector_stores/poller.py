@@ -64,7 +64,9 @@ class Poller:
                 log.exception("poller round failed; retrying")
                 polled = 0
             if not polled:
-                await asyncio.sleep(self._settings.poll_interval_s)
+                # Look for due work at least every second; each batch's own next_poll_at
+                # (OpenAI's hint, else poll_interval_s) paces the polls themselves.
+                await asyncio.sleep(min(self._settings.poll_interval_s, 1.0))
 
     async def run_once(self) -> int:
         """Claim the batches that are due and poll each once; returns how many."""
