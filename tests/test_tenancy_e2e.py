@@ -315,7 +315,7 @@ class World:
     snapshots: dict[str, dict[str, Any]]
 
     @property
-    def secrets(self) -> list[str]:
+    def all_secrets(self) -> list[str]:
         parties = (self.a, self.b, self.c)
         return [
             self.revoked_key,
@@ -337,8 +337,19 @@ def wait_until_final(client: httpx.Client, party: Party, within: float = 10) -> 
 
 def make_party(service: Service, fake: FakeOpenAI) -> Party:
     """A tenant with a registered vector store holding one processed file."""
+    org = run_cli(service.env, "orgs", "create", f"tenancy-{secrets.token_hex(3)}")["id"]
+    key = run_cli(service.env, "api-keys", "create", "--org", org)["key"]
+    openai_key = f"sk-tenancy-{secrets.token_hex(16)}"
     with httpx.Client(base_url=service.running.base_url, timeout=60) as client:
-        return setup_party(client, service.new_tenant(), fake)
+        # The credential through the API: one CLI start less per tenant.
+        response = client.post(
+            f"/v1/organizations/{org}/credentials",
+            json={"name": "main", "api_key": openai_key},
+            headers={"X-API-Key": key},
+        )
+        assert response.status_code == 201, response.text
+        tenant = Tenant(org, key, response.json()["id"], openai_key)
+        return setup_party(client, tenant, fake)
 
 
 def setup_party(client: httpx.Client, tenant: Tenant, fake: FakeOpenAI) -> Party:
@@ -392,7 +403,10 @@ def snapshot(client: httpx.Client, party: Party, fake: FakeOpenAI) -> dict[str, 
 
 @pytest.fixture(scope="module")
 def world(service: Service, fake_openai: FakeOpenAI) -> Iterator[World]:
-    # This module never resets the fake (no `fake` fixture): the stores live upstream.
+    # Reset once here and never again in this module (no `fake` fixture): A's and B's
+    # stores must stay upstream for every test.
+    fake_openai.reset()
+
     def party_with_revoked_key() -> tuple[Party, str]:
         party = make_party(service, fake_openai)
         with httpx.Client(base_url=service.running.base_url, timeout=60) as client:
@@ -415,7 +429,7 @@ def assert_nothing_changed(world: World, client: httpx.Client, fake: FakeOpenAI)
 
 def assert_no_secret_logged(world: World) -> None:
     log = world.service.running.log()
-    leaked = [secret[:6] + "..." for secret in world.secrets if secret in log]
+    leaked = [secret[:6] + "..." for secret in world.all_secrets if secret in log]
     assert not leaked, f"secrets in the service log: {leaked}"
 
 
@@ -444,8 +458,15 @@ def same_as_nonexistent(
 
 
 # Routes that need no API key (SPEC 2 and 5): everything else must be in ROUTES.
-OPEN_PATHS = {"/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/docs/oauth2-redirect"}
-OPEN_PATHS |= {"/redoc"}
+OPEN_PATHS = {
+    "/healthz",
+    "/readyz",
+    "/metrics",
+    "/openapi.json",
+    "/docs",
+    "/docs/oauth2-redirect",
+    "/redoc",
+}
 
 
 def declared_routes() -> set[tuple[str, str]]:
@@ -571,4 +592,5 @@ def test_a_valid_key_works_as_x_api_key_and_as_bearer(
     response = route.build(refs).send(client, auth)
 
     assert response.status_code == route.ok, response.text
+    assert party.tenant.openai_key not in response.text
     assert_no_secret_logged(world)

@@ -25,6 +25,7 @@ from vectorgate.errors import (
 )
 from vectorgate.flowise.routes import router as flowise_router
 from vectorgate.health import router as health_router
+from vectorgate.observability import RequestLogMiddleware
 from vectorgate.security.encryption import load_keyring
 from vectorgate.settings import Settings
 from vectorgate.uploads.staging import StagingArea
@@ -82,6 +83,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_headers=["Authorization", "X-API-Key", "Idempotency-Key", "Content-Type"],
             expose_headers=["X-Request-ID", "Retry-After"],
         )
+    # Outermost, so every response (errors and CORS preflights too) gets a request id.
+    app.add_middleware(RequestLogMiddleware)
     app.include_router(health_router)
     app.include_router(flowise_router)
     app.include_router(credentials_router)

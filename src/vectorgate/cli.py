@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import copy
 import json
+import os
+import shutil
 import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -103,15 +106,38 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
     _migrate(settings)
+    if args.workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # Several worker processes: /metrics aggregates what each of them writes here.
+        metrics_dir = settings.data_dir / "metrics"
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+        metrics_dir.mkdir(parents=True)
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
     uvicorn.run(
         "vectorgate.app:create_app",
         factory=True,
         host=args.host,
         port=args.port,
         workers=args.workers,
-        log_level="info",
+        log_config=_log_config(),
+        timeout_graceful_shutdown=30,
     )
     return 0
+
+
+def _log_config() -> dict[str, Any]:
+    """uvicorn's logging, plus vectorgate's loggers; our access line replaces uvicorn's."""
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config["formatters"]["plain"] = {"format": "%(levelname)s %(name)s %(message)s"}
+    config["handlers"]["vectorgate"] = {
+        "class": "logging.StreamHandler",
+        "formatter": "plain",
+        "stream": "ext://sys.stderr",
+    }
+    config["loggers"]["vectorgate"] = {"handlers": ["vectorgate"], "level": "INFO"}
+    config["loggers"]["uvicorn.access"]["level"] = "WARNING"
+    return config
 
 
 def _migrate(settings: Settings) -> dict[str, Any]:

@@ -65,6 +65,7 @@ class Caller:
 
 
 async def get_caller(
+    request: Request,
     resources: ResourcesDep,
     api_key: Annotated[str | None, Depends(_api_key_header)],
     bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
@@ -79,6 +80,7 @@ async def get_caller(
         record = await authenticate(session, key)
     if record is None:
         raise unauthorized()
+    request.state.organization_id = record.organization_id  # for the access log
     return Caller(organization_id=record.organization_id, api_key_id=record.id)
 
 

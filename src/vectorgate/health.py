@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy import text
 
 from vectorgate.deps import ResourcesDep
 from vectorgate.migrate import current_revision, head_revision
+from vectorgate.observability import metrics_response
 
 router = APIRouter(tags=["health"])
+
+
+@router.get("/metrics", include_in_schema=False)
+async def metrics() -> Response:
+    """Prometheus metrics."""
+    return metrics_response()
 
 
 @router.get("/healthz")

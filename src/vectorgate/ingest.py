@@ -22,6 +22,7 @@ from starlette.requests import ClientDisconnect
 
 from vectorgate.deps import Resources
 from vectorgate.errors import bad_request, body_too_large
+from vectorgate.observability import phase
 from vectorgate.settings import Settings
 from vectorgate.uploads.convert import to_upstream_form
 from vectorgate.uploads.slots import check_capacity, upload_slots
@@ -49,6 +50,7 @@ def reject_oversized_body(request: Request, settings: Settings) -> None:
 
 @asynccontextmanager
 async def ingest(
+    request: Request,
     resources: Resources,
     client: openai.AsyncOpenAI,
     *,
@@ -63,7 +65,8 @@ async def ingest(
     await check_capacity(resources.sessionmaker, organization_id, limit=limit)
     async with resources.staging.request_dir() as workdir:
         try:
-            staged = await receive(workdir)
+            with phase(request, "intake"):
+                staged = await receive(workdir)
         except ClientDisconnect:
             raise bad_request("The client disconnected before the body was complete") from None
         async with upload_slots(
@@ -75,19 +78,22 @@ async def ingest(
         ):
             uploaded = UploadedFiles(client, vector_store_id)
             try:
-                forms = [
-                    await asyncio.to_thread(to_upstream_form, f.path, f.filename, f.kind, workdir)
-                    for f in staged
-                ]
-                files = await upload_files(
-                    client,
-                    forms,
-                    uploaded,
-                    concurrency=settings.upstream_concurrency,
-                    max_retries=settings.upstream_max_retries,
-                    backoff_s=settings.retry_backoff_s,
-                )
-                batch = await create_batch(client, vector_store_id, [f.id for f in files])
+                with phase(request, "upload"):
+                    forms = [
+                        await asyncio.to_thread(
+                            to_upstream_form, f.path, f.filename, f.kind, workdir
+                        )
+                        for f in staged
+                    ]
+                    files = await upload_files(
+                        client,
+                        forms,
+                        uploaded,
+                        concurrency=settings.upstream_concurrency,
+                        max_retries=settings.upstream_max_retries,
+                        backoff_s=settings.retry_backoff_s,
+                    )
+                    batch = await create_batch(client, vector_store_id, [f.id for f in files])
                 yield Ingested(staged, files, batch)
             except BaseException:
                 await uploaded.discard()

@@ -13,6 +13,7 @@ import base64
 import json
 import random
 import re
+import string
 import tempfile
 import tracemalloc
 from collections.abc import AsyncIterator, Iterable
@@ -72,10 +73,12 @@ async def receive_in(
         return [(s.filename, s.path.read_bytes()) for s in staged]
 
 
-async def refusal(body: bytes, workdir: Path, **kwargs: object) -> AppError:
+async def refusal(
+    body: bytes, workdir: Path, *, cuts: Iterable[int] = (), max_body_bytes: int = 200 * MiB
+) -> AppError:
     workdir.mkdir(parents=True, exist_ok=True)
     with pytest.raises(AppError) as caught:
-        await receive(body, workdir, **kwargs)  # type: ignore[arg-type]
+        await receive(body, workdir, cuts=cuts, max_body_bytes=max_body_bytes)
     return caught.value
 
 
@@ -87,8 +90,13 @@ def every_cut(body: bytes) -> range:
 
 
 def oracle(body: bytes) -> list[tuple[str, bytes]]:
-    """What the intake must produce for `body`, computed the slow, obvious way."""
-    document = json.loads(body.decode("utf-8-sig"))
+    """What the intake must produce for `body`, computed the slow, obvious way.
+
+    `strict=False` lets raw control characters into strings: the intake tolerates raw
+    tabs and line breaks inside `content` (and explicit tests show it refuses them
+    elsewhere).
+    """
+    document = json.loads(body.decode("utf-8-sig"), strict=False)
     return [
         (clean_filename(entry["filename"]), reference_decode(entry["content"]))
         for entry in document["files"]
@@ -105,8 +113,9 @@ def reference_decode(content: str) -> bytes:
 
 
 def is_json(body: bytes) -> bool:
+    """Valid JSON, but for raw control characters in strings (see `oracle`)."""
     try:
-        json.loads(body.decode("utf-8-sig"))
+        json.loads(body.decode("utf-8-sig"), strict=False)
     except ValueError:  # JSONDecodeError and UnicodeDecodeError both are
         return False
     return True
@@ -168,18 +177,25 @@ def base64_literal(data: bytes, rnd: random.Random) -> str:
             + text
         )
     line = rnd.choice([None, None, 4, 64, 76, rnd.randint(1, 80)])
-    line_break = rnd.choice(["\\n", "\\r\\n", " ", "\\t", "\\u000A"])
+    # Escaped, or raw as when a shell pastes `base64` output into the JSON.
+    line_break = rnd.choice(["\\n", "\\r\\n", " ", "\\t", "\\u000A", "\n", "\r\n"])
     stray_whitespace = rnd.choice([0.0, 0.0, 0.05])
-    escape_slashes = rnd.random() < 0.4
+    # Some encoders escape every '/' (PHP), '+' (.NET) or '=' (Gson).
+    always = {
+        "/": rnd.choice([None, "\\/", "\\u002F", "\\u002f"]),
+        "+": rnd.choice([None, None, "\\u002B", "\\u002b"]),
+        "=": rnd.choice([None, None, "\\u003D", "\\u003d"]),
+    }
     other_escapes = rnd.choice([0.0, 0.0, 0.02])
     out = []
     for i, ch in enumerate(text):
         if line and i and i % line == 0:
             out.append(line_break)
         if rnd.random() < stray_whitespace:
-            out.append(rnd.choice([" ", "\\n", "\\r", "\\t", "\\u0020"]))
-        if ch == "/" and escape_slashes:
-            out.append("\\/")
+            out.append(rnd.choice([" ", "\\n", "\\r", "\\t", "\\u0020", "\\u0009"]))
+        escaped = always.get(ch)
+        if escaped is not None:
+            out.append(escaped)
         elif rnd.random() < other_escapes:
             out.append(u_escape(ord(ch), rnd))
         else:
@@ -303,9 +319,12 @@ async def test_damaged_bodies_are_refused_with_an_app_error(data: st.DataObject)
         )
     damaged_body = bytes(damaged)
     cuts = data.draw(cut_points(damaged_body))
+    error: AppError | None = None
     try:
         received = await receive_in(damaged_body, cuts=cuts)
-    except AppError as error:
+    except AppError as caught:
+        error = caught
+    if error is not None:
         # A 415 or 413 may come first even when the JSON is broken further on: types
         # and sizes are checked as soon as they are known, before the body has ended.
         assert error.status in (400, 413, 415)
@@ -435,6 +454,45 @@ async def test_u_escapes_inside_base64_are_decoded(tmp_path: Path) -> None:
     assert staged.path.read_bytes() == b"hi"
 
 
+@pytest.mark.parametrize(
+    ("name", "escape"),
+    [
+        ("PHP", {"/": "\\/"}),
+        (".NET", {"+": "\\u002B"}),
+        ("Gson", {"=": "\\u003d"}),
+        ("all three", {"/": "\\u002f", "+": "\\u002b", "=": "\\u003D"}),
+        ("every character", {c: f"\\u{ord(c):04x}" for c in string.printable}),
+    ],
+)
+async def test_escapes_that_encoders_write_inside_base64(
+    tmp_path: Path, name: str, escape: dict[str, str]
+) -> None:
+    content = samples.pdf_bytes(5001) + bytes(range(256)) * 64
+    text = base64.b64encode(content).decode()
+    assert {"/", "+", "="} <= set(text)
+    escaped = "".join(escape.get(ch, ch) for ch in text)
+    body = b'{"files": [{"filename": "a.pdf", "mime_type": "application/pdf", "content": "%s"}]}'
+    body %= escaped.encode()
+    for cuts in ((), range(0, len(body), 1000), range(0, len(body), 7)):
+        workdir = tmp_path / str(len(list(cuts)))
+        workdir.mkdir()
+        [staged] = await receive(body, workdir, cuts=cuts)
+        assert staged.path.read_bytes() == content, name
+
+
+@pytest.mark.parametrize(
+    "escape", ['\\"', "\\\\", "\\b", "\\f", "\\u00e9", "\\ud83d\\udcc4", "\\u005c"]
+)
+async def test_escapes_of_non_base64_characters_are_invalid_base64(
+    tmp_path: Path, escape: str
+) -> None:
+    body = b'{"files": [{"filename": "a.txt", "mime_type": "text/plain", "content": "aG%sk="}]}'
+    body %= escape.encode()
+    for cut in every_cut(body):
+        error = await refusal(body, tmp_path / str(cut), cuts=[cut])
+        assert (error.status, error.code) == (400, "INVALID_BASE64"), cut
+
+
 @pytest.mark.parametrize("filename_last", [False, True])
 async def test_invalid_base64_names_the_file(tmp_path: Path, filename_last: bool) -> None:
     bad = entry("notes.txt", "aGk!", content_first=filename_last)
@@ -466,8 +524,29 @@ async def test_padding_split_across_chunks_then_more_data_is_invalid(tmp_path: P
         assert error.code == "INVALID_BASE64"
 
 
-async def test_raw_control_character_in_content_is_invalid_json(tmp_path: Path) -> None:
-    body = b'{"files": [{"filename": "a.txt", "mime_type": "text/plain", "content": "aGk\n="}]}'
+async def test_raw_line_breaks_in_content_are_tolerated(tmp_path: Path) -> None:
+    # What `-d "{... \"content\": \"$(base64 file)\" ...}"` sends: GNU base64 wraps
+    # its output at 76 columns, and the shell pastes the raw line breaks into the JSON.
+    content = samples.pdf_bytes(3000)
+    text = base64.encodebytes(content).replace(b"\n", b"\r\n", 3).replace(b"A", b"A\t", 2)
+    body = b'{"files": [{"filename": "a.pdf", "mime_type": "application/pdf", "content": "%s"}]}'
+    body %= text
+    assert body.count(b"\n") > 10
+    [staged] = await receive(body, tmp_path, cuts=range(0, len(body), 50))
+    assert staged.path.read_bytes() == content
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"files": [{"filename": "a.txt", "mime_type": "text/plain", "content": "aGk\x01="}]}',
+        b'{"files": [{"filename": "a.txt", "mime_type": "text/plain", "content": "!aGk\x0b="}]}',
+        b'{"files": [{"filename": "a\n.txt", "mime_type": "text/plain", "content": "aGk="}]}',
+        b'{"files": [{"filename": "a.txt", "mime_type": "text/plain", "content": "aGk=",'
+        b' "x\ty": 1}]}',
+    ],
+)
+async def test_other_raw_control_characters_are_invalid_json(tmp_path: Path, body: bytes) -> None:
     for cut in every_cut(body):
         error = await refusal(body, tmp_path / str(cut), cuts=[cut])
         assert (error.status, error.code) == (400, "INVALID_REQUEST")
@@ -613,10 +692,11 @@ async def test_bad_filenames_are_400(tmp_path: Path, filename: str) -> None:
 
 async def test_unknown_keys_are_skipped_whatever_they_hold(tmp_path: Path) -> None:
     junk = '{"a": [1, 2.5e-3, -0, true, false, null, "\\u00e9\\n", {"b": [[[]]], "c": {}}]}'
+    long = "long " * 100_000
     body = (
-        '{"meta": %s, "files": [{"extra": %s, "filename": "a.txt", "size": 123456789012345678901,'
-        ' "content": "aGk=", "mime_type": "text/plain", "tags": []}], "z": "%s"}'
-        % (junk, junk, "long " * 100_000)
+        f'{{"meta": {junk}, "files": [{{"extra": {junk}, "filename": "a.txt",'
+        f' "size": 123456789012345678901, "content": "aGk=", "mime_type": "text/plain",'
+        f' "tags": []}}], "z": "{long}"}}'
     ).encode()
     [staged] = await receive(body, tmp_path, cuts=range(0, len(body), 777))
     assert staged.path.read_bytes() == b"hi"
@@ -688,12 +768,12 @@ async def test_unknown_keys_are_skipped_whatever_they_hold(tmp_path: Path) -> No
         (
             b'{"files": [{"filename": "a.txt", "content": "aGk=", "mime_type": "text/plain"}], '
             b'"n": 01}',
-            "invalid value",
+            "in the value of an unknown key",
         ),
         (
             b'{"files": [{"filename": "a.txt", "content": "aGk=", "mime_type": "text/plain"}], '
             b'"n": NaN}',
-            "invalid value",
+            "in the value of an unknown key",
         ),
         (b'{"n": ' + b"[" * 600 + b"]" * 600 + b', "files": []}', "nest more than"),
         (
@@ -712,6 +792,26 @@ async def test_wrong_bodies_say_what_is_wrong(tmp_path: Path, body: bytes, messa
         error = await refusal(body, tmp_path, cuts=cuts)
         assert (error.status, error.code) == (400, "INVALID_REQUEST")
         assert message in error.message
+
+
+async def test_deep_nesting_under_an_unknown_key_is_accepted_up_to_the_limit(
+    tmp_path: Path,
+) -> None:
+    ok = b'{"n": ' + b'[{"a": ' * 250 + b"1" + b"}]" * 250 + b', "files": [%s]}'
+    ok %= json.dumps(entry("a.txt", b"hi")).encode()
+    [staged] = await receive(ok, tmp_path)
+    assert staged.path.read_bytes() == b"hi"
+
+
+async def test_unknown_values_are_bounded_but_their_strings_are_not(tmp_path: Path) -> None:
+    files = json.dumps([entry("a.txt", b"hi")])
+    long_string = f'{{"files": {files}, "note": "{"x" * (5 * MiB)}"}}'
+    [staged] = await receive(long_string.encode(), tmp_path, cuts=range(0, 6 * MiB, 65536))
+    assert staged.filename == "a.txt"
+    many_values = f'{{"note": [{"0," * MiB}0], "files": {files}}}'
+    error = await refusal(many_values.encode(), tmp_path / "many")
+    assert (error.status, error.code) == (400, "INVALID_REQUEST")
+    assert "unknown keys" in error.message
 
 
 async def test_memory_stays_flat_for_a_large_file(tmp_path: Path) -> None:

@@ -487,13 +487,12 @@ class Records:
 
 
 @pytest.fixture(scope="module")
-def records(service: Service, fake_openai: FakeOpenAI) -> Records:
-    """A tenant of its own with 7 file records, uploaded one by one; 2 end failed.
+def records(service: Service, tenant: Tenant, fake_openai: FakeOpenAI) -> Records:
+    """A vector store of its own with 7 file records, uploaded one by one; 2 end failed.
 
     Module-scoped: the records are final before any test sees them, so later resets of
     the fake (which forget the store upstream) cannot change them.
     """
-    tenant = service.new_tenant()
     upstream = fake_openai.create_vector_store(tenant.openai_key)
     names = [f"records-{secrets.token_hex(4)}-{i}.txt" for i in range(RECORD_COUNT)]
     for i in FAILING:

@@ -12,6 +12,7 @@ from vectorgate.credentials.service import get_credential, reveal_key
 from vectorgate.deps import CallerDep, ResourcesDep
 from vectorgate.errors import bad_request
 from vectorgate.ingest import ingest, reject_oversized_body
+from vectorgate.observability import phase
 from vectorgate.uploads.idempotency import HashingStream, idempotent
 from vectorgate.uploads.multipart import FILES_FIELD, receive_multipart
 from vectorgate.uploads.staging import StagedFile
@@ -81,13 +82,17 @@ async def upload_to_vector_store(
 
     async def handle() -> list[dict[str, object]]:
         async with ingest(
+            request,
             resources,
             client,
             organization_id=caller.organization_id,
             vector_store_id=vector_store_id,
             receive=receive,
         ) as ingested:
-            batch = await wait_for_batch(client, ingested.batch, timeout_s=settings.batch_timeout_s)
+            with phase(request, "batch"):
+                batch = await wait_for_batch(
+                    client, ingested.batch, timeout_s=settings.batch_timeout_s
+                )
             names = {f.id: s.filename for f, s in zip(ingested.files, ingested.staged, strict=True)}
             await raise_for_failures(client, batch, names)
         return [file.to_dict() for file in ingested.files]

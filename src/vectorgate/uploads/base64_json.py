@@ -98,8 +98,9 @@ _FIELDS = ("filename", "content", "mime_type")
 _WRITE_BUFFER = MiB
 # Longest filename, MIME type or key, in bytes as written in the body.
 MAX_STRING_BYTES = 64 * 1024
-# Most that a value under an unknown key may hold besides the text of its strings.
-# It is kept (strings emptied) until it ends, to be checked by `json.loads`.
+# Most that values under unknown keys may hold besides the text of their strings, all
+# together. Each is kept (strings emptied) until it ends, to be checked by `json.loads`;
+# finding where it ends costs Python time per bracket, which this bounds too.
 MAX_IGNORED_BYTES = MiB
 # Deepest nesting of a value under an unknown key.
 MAX_DEPTH = 512
@@ -117,30 +118,39 @@ _WHITESPACE = re.compile(rb"[ \t\n\r]*")
 # The longest valid stretch of a JSON string's body: characters other than '"', '\\'
 # and controls, and complete escapes. Possessive, so it never backtracks.
 _STRING_BODY = re.compile(rb'(?:[^"\\\x00-\x1f]++|\\["\\/bfnrt]|\\u[0-9a-fA-F]{4})*+')
+# Inside `content` only, raw tabs and line breaks are tolerated too, though JSON has no
+# control characters in strings: the spec's own curl example pastes the output of GNU
+# `base64`, wrapped at 76 columns, into the JSON string.
+_CONTENT_WHITESPACE = b" \t\n\r"
+_CONTENT_BODY = re.compile(
+    rb'(?:[^"\\\x00-\x08\x0b\x0c\x0e-\x1f]++|\\["\\/bfnrt]|\\u[0-9a-fA-F]{4})*+'
+)
 # An escape cut off by the end of the chunk.
 _PARTIAL_ESCAPE = re.compile(rb"\\(?:u[0-9a-fA-F]{0,3})?\Z")
 _HEX4 = re.compile(rb"[0-9a-fA-F]{4}")
 
-# Escapes that encoders put inside base64, and what each stands for in the cleaned
-# text: JSON whitespace is dropped; '/' is escaped by PHP (and as \u002F), '+' by .NET
-# (\u002B), '=' by Gson (\u003D). These are removed in bulk with `bytes.replace`.
-_BULK_ESCAPES: dict[bytes, bytes] = {b"\\n": b"", b"\\r": b"", b"\\t": b"", b"\\/": b"/"}
-for _code, _char in (
-    (0x09, b""),
-    (0x0A, b""),
-    (0x0D, b""),
-    (0x20, b""),
-    (0x2B, b"+"),
-    (0x2F, b"/"),
-    (0x3D, b"="),
-):
+# Inside content, every escape of an ASCII character is decoded in bulk, and to what
+# it stands for in the cleaned text: JSON whitespace is dropped, others are themselves
+# (a `\\u0022` gives '"', which base64 decoding then refuses).
+_ASCII_ESCAPES: dict[bytes, bytes] = {b"\\n": b"", b"\\r": b"", b"\\t": b"", b"\\/": b"/"}
+for _code in range(0x80):
     for _hex in (f"{_code:04x}", f"{_code:04X}"):
-        _BULK_ESCAPES[b"\\u" + _hex.encode()] = _char
-# Inside content: the first backslash that does not start one of _BULK_ESCAPES (or is
+        _ASCII_ESCAPES[b"\\u" + _hex.encode()] = b"" if _code in b" \t\n\r" else bytes([_code])
+_ASCII_ESCAPE = re.compile(rb"\\(?:[nrt/]|u00[0-7][0-9a-fA-F])")
+# Those that encoders put inside base64, removed with one `bytes.replace` per kind:
+# whitespace, '/' escaped by PHP (also as \u002F), '+' by .NET (\u002B), '=' by Gson
+# (\u003D). Rarer ones go through `_ASCII_ESCAPE.sub`, one Python call each.
+_BULK_ESCAPES = {
+    escape: _ASCII_ESCAPES[escape]
+    for escape in _ASCII_ESCAPES
+    if len(escape) == 2
+    or escape[2:].lower() in (b"0009", b"000a", b"000d", b"0020", b"002b", b"002f", b"003d")
+}
+# Inside content: the first backslash that does not start one of _ASCII_ESCAPES (or is
 # cut off by the end of the chunk). Every backslash before it starts one that does.
-_OTHER_ESCAPE = re.compile(rb"\\(?!(?:[nrt/]|u00(?:0[9aAdD]|2[0bBfF]|3[dD])))")
+_OTHER_ESCAPE = re.compile(rb"\\(?!(?:[nrt/]|u00[0-7][0-9a-fA-F]))")
 # How a run may use a single kind of escape throughout (see _strip_uniform_escapes).
-_UNIFORM_ESCAPES = _BULK_ESCAPES | {b"\\r\\n": b""}
+_UNIFORM_ESCAPES = _ASCII_ESCAPES | {b"\\r\\n": b""}
 # Where a value under an unknown key may end or change depth: at the top of the value
 # a ',' or the parent's closing bracket ends it; strings are skipped on their own.
 _SKIP_STOP_TOP = re.compile(rb'["\[\]{},]')
@@ -185,10 +195,18 @@ class _Base64Sink:
         re-reads the failed run as plain JSON and relies on all earlier runs being valid.
         """
         if self.head is not None:
-            text = self._strip_head(self.head + text)
-            if self.head is not None:
-                return  # still undecided
-        self._decode(text)
+            text = self._strip_head(self.head + text.translate(None, _CONTENT_WHITESPACE))
+            if self.head is None:
+                self._decode(text)
+            return
+        try:
+            self._decode(text)
+        except _InvalidBase64:
+            # Whitespace is rare, so it is looked for only when decoding fails.
+            clean = text.translate(None, _CONTENT_WHITESPACE)
+            if len(clean) == len(text):
+                raise
+            self._decode(clean)
 
     def _strip_head(self, text: bytes) -> bytes:
         """The content after a `data:...;base64,` head at the start of `text`, if any.
@@ -238,14 +256,16 @@ class _Base64Sink:
             self.file = None
 
     def _decode(self, text: bytes) -> None:
+        """Decode `text` after the carry. On _InvalidBase64 nothing has changed."""
         if self.carry:
             text = self.carry + text
         usable = len(text) - len(text) % 4
-        self.carry = text[usable:]
-        bad = _NOT_BASE64.search(self.carry)
+        carry = text[usable:]
+        bad = _NOT_BASE64.search(carry)
         if bad is not None:
             raise _InvalidBase64(_not_base64(bad.group()[0]))
         if not usable:
+            self.carry = carry
             return
         block = text if usable == len(text) else memoryview(text)[:usable]
         if self.padded:
@@ -254,6 +274,7 @@ class _Base64Sink:
             data = pybase64.b64decode(block, validate=True)
         except ValueError:
             raise _InvalidBase64(_why_not_base64(bytes(block))) from None
+        self.carry = carry
         self.padded = text[usable - 1] == ord("=")
         self.size += len(data)
         if self.kind is not None:
@@ -313,6 +334,7 @@ class _Parser:
         self.chunks = 0  # how many chunks were fed
         self.eof = False
         self.where = "the body"  # where in the document we are, for messages
+        self.ignored = 0  # bytes kept so far by _skip_value
         self.staged: list[StagedFile] = []
         self.completed: list[StagedFile] = []  # staged since the last feed()
         self._steps = self._document()
@@ -510,7 +532,7 @@ class _Parser:
             sink.close()
         # Still read the rest as a JSON string: the body must be valid JSON, and the
         # filename may follow. `pos` is at the start of the run or escape that failed.
-        yield from self._string(None)
+        yield from self._string(None, body=_CONTENT_BODY)
 
     def _base64_string(self, sink: _Base64Sink) -> _Steps[None]:
         # Where the next '"' is (-1: none in this chunk), found once per chunk: a chunk
@@ -592,14 +614,16 @@ class _Parser:
         self.pos += 1
         return key
 
-    def _string(self, kept_as: str | None) -> _Steps[str | None]:
+    def _string(
+        self, kept_as: str | None, *, body: re.Pattern[bytes] = _STRING_BODY
+    ) -> _Steps[str | None]:
         """A JSON string (opening quote consumed), checked in bulk: its value if `kept_as`
         names it (for messages; at most MAX_STRING_BYTES as written), else None."""
         decoder = codecs.getincrementaldecoder("utf-8")()
         kept = bytearray() if kept_as is not None else None
         while True:
             buf, pos = self.buf, self.pos
-            match = _STRING_BODY.match(buf, pos)
+            match = body.match(buf, pos)
             end = match.end() if match is not None else pos
             # Escapes are ASCII, so decoding the text as written checks its UTF-8.
             self._utf8(decoder, buf[pos:end])
@@ -622,6 +646,21 @@ class _Parser:
                     shown = buf[end : end + 6].decode("utf-8", "backslashreplace")
                     raise self._syntax(f"invalid escape {shown!r} in a string")
             yield from self._wait()
+
+    def _skip_short_string(self) -> bool:
+        """Skip the string at `pos` if it is whole and valid in this chunk (the usual
+        case: no generator for it); False, with nothing consumed, otherwise."""
+        start = self.pos + 1
+        match = _STRING_BODY.match(self.buf, start)
+        end = start if match is None else match.end()
+        if end == len(self.buf) or self.buf[end] != _QUOTE:
+            return False
+        try:
+            self.buf[start:end].decode("utf-8")
+        except UnicodeDecodeError:
+            return False  # `_string` says where
+        self.pos = end + 1
+        return True
 
     def _utf8(self, decoder: codecs.IncrementalDecoder, data: bytes, final: bool = False) -> None:
         try:
@@ -665,18 +704,19 @@ class _Parser:
             end = len(buf) if stop is None else stop.start()
             text += buf[pos:end]
             self.pos = end
-            if len(text) > MAX_IGNORED_BYTES:
+            if self.ignored + len(text) > MAX_IGNORED_BYTES:
                 raise bad_request(
-                    f"The value of an unknown key starting at byte {start} is over "
-                    f"{MAX_IGNORED_BYTES} bytes (not counting its strings)"
+                    f"Values under unknown keys hold more than {MAX_IGNORED_BYTES} bytes "
+                    "besides their strings; send only filename, content and mime_type"
                 )
             if stop is None:
                 yield from self._wait()
                 continue
             byte = buf[end]
             if byte == _QUOTE:
-                self.pos += 1
-                yield from self._string(None)
+                if not self._skip_short_string():
+                    self.pos += 1
+                    yield from self._string(None)
                 text += b'""'
                 continue
             if byte == _LBRACE or byte == _LBRACKET:
@@ -691,6 +731,7 @@ class _Parser:
             self.pos += 1
             if depth == 0:
                 break
+        self.ignored += len(text)
         try:
             # Numbers are not converted (int() refuses over 4,300 digits); NaN and
             # Infinity, which json accepts, are not JSON.
@@ -705,8 +746,8 @@ class _Parser:
 
 
 def _base64_run(buf: bytes, pos: int, end: int, *, try_uniform: bool) -> tuple[bytes, int]:
-    """The cleaned text of the run of `buf` from `pos` (no whitespace, _BULK_ESCAPES
-    replaced), and where the run stops: at `end`, or at an escape it cannot handle in
+    """The text of the run of `buf` from `pos` with its escapes replaced (whitespace
+    is left to the sink), and where the run stops: at `end`, or at an escape it cannot handle in
     bulk (such as `\\u0041`, or one cut off by the end of the chunk)."""
     backslash = buf.find(b"\\", pos, end)
     if backslash == -1:
@@ -721,8 +762,6 @@ def _base64_run(buf: bytes, pos: int, end: int, *, try_uniform: bool) -> tuple[b
             other = _OTHER_ESCAPE.search(buf, backslash, end)
             stop = end if other is None else other.start()
             text = _strip_escapes(buf[pos:stop])
-    if b" " in text:
-        text = text.translate(None, b" ")
     return text, stop
 
 
@@ -751,17 +790,26 @@ def _strip_uniform_escapes(text: bytes, first: bytes) -> bytes | None:
 
 
 def _strip_escapes(text: bytes) -> bytes:
-    """`text` with its escapes replaced, which may be any mix of _BULK_ESCAPES.
+    """`text` with its escapes replaced, which may be any mix of _ASCII_ESCAPES.
 
     Every backslash in `text` starts one of those (`_OTHER_ESCAPE` stopped the run before
-    any other), and no replacement holds a backslash, so each `replace` swaps whole
-    escapes and cannot join bytes into a new one. At most one pass per kind present.
+    any other). A `replace` swaps whole escapes of one kind and, as long as no
+    replacement is a backslash, cannot join bytes into a new one: so the common kinds go
+    one pass each, and the first rare kind hands everything left to a single
+    left-to-right `sub` (whose output is not read again).
     """
     while (backslash := text.find(b"\\")) != -1:
         size = 6 if text.startswith(b"\\u", backslash) else 2
         escape = text[backslash : backslash + size]
-        text = text.replace(escape, _BULK_ESCAPES[escape])
+        replacement = _BULK_ESCAPES.get(escape)
+        if replacement is None:
+            return _ASCII_ESCAPE.sub(_ascii_escape, text)
+        text = text.replace(escape, replacement)
     return text
+
+
+def _ascii_escape(match: re.Match[bytes]) -> bytes:
+    return _ASCII_ESCAPES[match.group()]
 
 
 def _check_unicode(value: str, where: str) -> None:

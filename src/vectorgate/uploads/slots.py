@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from vectorgate.db import new_id, utcnow
 from vectorgate.errors import AppError, ErrorCode
+from vectorgate.observability import UPLOADS_IN_FLIGHT
 from vectorgate.organizations.models import Organization
 from vectorgate.uploads.models import UploadSlot
 
@@ -118,9 +119,11 @@ async def upload_slots(
     """Hold `files` of the organization's slots for the duration of the block, or 429."""
     slot_id = await _acquire(sessionmaker, org_id, files, limit=limit, lease_s=lease_s)
     renewal = asyncio.create_task(_renew(sessionmaker, slot_id, lease_s))
+    UPLOADS_IN_FLIGHT.labels(org_id).inc(files)
     try:
         yield
     finally:
+        UPLOADS_IN_FLIGHT.labels(org_id).dec(files)
         renewal.cancel()
         try:
             await asyncio.shield(_release(sessionmaker, slot_id))

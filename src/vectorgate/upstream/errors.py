@@ -8,6 +8,7 @@ from contextlib import contextmanager
 import openai
 
 from vectorgate.errors import AppError, ErrorCode
+from vectorgate.observability import UPSTREAM_ERRORS
 
 
 @contextmanager
@@ -19,36 +20,32 @@ def upstream_errors(action: str, *, not_found: str | None = None) -> Iterator[No
     """
     try:
         yield
-    except (openai.AuthenticationError, openai.PermissionDeniedError) as exc:
-        raise AppError(
+    except openai.OpenAIError as exc:
+        UPSTREAM_ERRORS.labels(type(exc).__name__).inc()
+        raise _translate(exc, action, not_found) from None
+
+
+def _translate(exc: openai.OpenAIError, action: str, not_found: str | None) -> AppError:
+    if isinstance(exc, openai.AuthenticationError | openai.PermissionDeniedError):
+        return AppError(
             401,
             ErrorCode.UNAUTHORIZED,
             f"OpenAI rejected the credential's API key ({exc.status_code}) "
             f"while trying to {action}",
-        ) from None
-    except openai.NotFoundError:
-        if not_found is None:
-            raise AppError(
-                502, ErrorCode.UPSTREAM_ERROR, f"OpenAI answered 404 while trying to {action}"
-            ) from None
-        raise AppError(404, ErrorCode.NOT_FOUND, not_found) from None
-    except openai.RateLimitError:
-        raise AppError(
-            502,
-            ErrorCode.UPSTREAM_ERROR,
-            f"OpenAI kept answering 429 (rate limited) while trying to {action}",
-        ) from None
-    except openai.APIStatusError as exc:
-        raise AppError(
-            502,
-            ErrorCode.UPSTREAM_ERROR,
-            f"OpenAI answered {exc.status_code} while trying to {action}: {_message(exc)}",
-        ) from None
-    except openai.APIConnectionError as exc:
-        kind = "timed out" if isinstance(exc, openai.APITimeoutError) else "could not be reached"
-        raise AppError(
-            502, ErrorCode.UPSTREAM_ERROR, f"OpenAI {kind} while trying to {action}"
-        ) from None
+        )
+    if isinstance(exc, openai.NotFoundError) and not_found is not None:
+        return AppError(404, ErrorCode.NOT_FOUND, not_found)
+    if isinstance(exc, openai.RateLimitError):
+        message = f"OpenAI kept answering 429 (rate limited) while trying to {action}"
+    elif isinstance(exc, openai.APIStatusError):
+        message = f"OpenAI answered {exc.status_code} while trying to {action}: {_message(exc)}"
+    elif isinstance(exc, openai.APITimeoutError):
+        message = f"OpenAI timed out while trying to {action}"
+    elif isinstance(exc, openai.APIConnectionError):
+        message = f"OpenAI could not be reached while trying to {action}"
+    else:
+        message = f"OpenAI call failed ({type(exc).__name__}) while trying to {action}"
+    return AppError(502, ErrorCode.UPSTREAM_ERROR, message)
 
 
 def _message(exc: openai.APIStatusError) -> str:

@@ -18,11 +18,12 @@ import uuid
 from datetime import timedelta
 
 import openai
-from sqlalchemy import or_, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from vectorgate.credentials.service import get_credential, reveal_key
 from vectorgate.db import utcnow
+from vectorgate.observability import POLLER_LAG
 from vectorgate.security.encryption import Keyring
 from vectorgate.settings import Settings
 from vectorgate.upstream.batch import poll_interval
@@ -80,6 +81,10 @@ class Poller:
         now = utcnow()
         lease_free = or_(FileBatch.lease_expires_at.is_(None), FileBatch.lease_expires_at < now)
         async with self._sessionmaker() as session:
+            oldest_due = await session.scalar(
+                select(func.min(FileBatch.next_poll_at)).where(FileBatch.done.is_(False))
+            )
+            POLLER_LAG.set(max((now - oldest_due).total_seconds(), 0) if oldest_due else 0)
             candidates = (
                 await session.scalars(
                     select(FileBatch.id)

@@ -154,6 +154,7 @@ async def upload_base64(
 
     async def handle() -> dict[str, Any]:
         async with ingest(
+            request,
             resources,
             client,
             organization_id=caller.organization_id,
