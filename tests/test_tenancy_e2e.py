@@ -12,6 +12,9 @@ record. For every route in ROUTES, each case is its own test:
 (d) a valid key works both as `X-API-Key` and as `Authorization: Bearer` (tenant C, so
     the successful writes never touch A or B).
 
+Idempotency keys are per organization too: C and D sending the same `Idempotency-Key`
+with the same body each get an upload of their own, never the other's stored answer.
+
 After every (a), (b) and (c) request nothing of A or B has changed, here or upstream.
 `test_every_org_and_flowise_route_is_in_the_matrix` reads the routes from the app
 itself, so a new route fails the suite until it has a row in ROUTES.
@@ -302,7 +305,7 @@ ROUTES: tuple[Route, ...] = (
 )
 
 
-# --- the world: tenants A, B (looked at) and C (written to) -------------------------
+# --- the world: tenants A, B (looked at) and C, D (written to) ----------------------
 
 
 @dataclass
@@ -311,12 +314,13 @@ class World:
     a: Party
     b: Party
     c: Party
+    d: Party
     revoked_key: str  # one of A's keys, revoked
     snapshots: dict[str, dict[str, Any]]
 
     @property
     def all_secrets(self) -> list[str]:
-        parties = (self.a, self.b, self.c)
+        parties = (self.a, self.b, self.c, self.d)
         return [
             self.revoked_key,
             *(s for p in parties for s in (p.tenant.api_key, p.tenant.openai_key)),
@@ -412,13 +416,13 @@ def world(service: Service, fake_openai: FakeOpenAI) -> Iterator[World]:
         with httpx.Client(base_url=service.running.base_url, timeout=60) as client:
             return party, revoked_key_of(client, service, party)
 
-    with ThreadPoolExecutor(3) as pool:  # the CLI is slow to start: work on all three at once
+    with ThreadPoolExecutor(4) as pool:  # the CLI is slow to start: make them all at once
         first = pool.submit(party_with_revoked_key)
-        b, c = pool.map(lambda _: make_party(service, fake_openai), range(2))
+        b, c, d = pool.map(lambda _: make_party(service, fake_openai), range(3))
         a, revoked = first.result()
     with httpx.Client(base_url=service.running.base_url, timeout=60) as client:
         snapshots = {"A": snapshot(client, a, fake_openai), "B": snapshot(client, b, fake_openai)}
-        yield World(service, a, b, c, revoked, snapshots)
+        yield World(service, a, b, c, d, revoked, snapshots)
 
 
 def assert_nothing_changed(world: World, client: httpx.Client, fake: FakeOpenAI) -> None:
@@ -505,6 +509,7 @@ def test_every_route_naming_an_id_has_a_foreign_id_case() -> None:
 
 
 ORG_ROUTES = [pytest.param(r, id=r.name) for r in ROUTES if not r.flowise]
+UPLOAD_ROUTE_NAMES = ("upload-base64", "flowise-upload")
 FOREIGN_IDS = [pytest.param(r, s, id=f"{r.name}-{s.label}") for r in ROUTES for s in r.swaps]
 BAD_KEYS = (
     "no-key",
@@ -594,3 +599,24 @@ def test_a_valid_key_works_as_x_api_key_and_as_bearer(
     assert response.status_code == route.ok, response.text
     assert party.tenant.openai_key not in response.text
     assert_no_secret_logged(world)
+
+
+UPLOAD_ROUTES = [pytest.param(r, id=r.name) for r in ROUTES if r.name in UPLOAD_ROUTE_NAMES]
+
+
+@pytest.mark.parametrize("route", UPLOAD_ROUTES)
+def test_the_same_idempotency_key_in_two_orgs_uploads_twice(
+    world: World, client: httpx.Client, fake_openai: FakeOpenAI, route: Route
+) -> None:
+    shared = {"Idempotency-Key": f"shared-{secrets.token_hex(8)}"}
+    uploaded = {}
+    for party in (world.c, world.d):
+        call = route.build(party.refs)
+        call = replace(call, headers={**call.headers, **shared})
+        response = call.send(client, party.tenant.headers)
+        assert response.status_code == 200, response.text
+        body = response.json()
+        [file_id] = [f["id"] for f in body] if route.flowise else [body["files"][0]["file_id"]]
+        uploaded[party.tenant.org_id] = file_id
+        assert file_id in {f.id for f in fake_openai.files_for(party.tenant.openai_key)}
+    assert len(set(uploaded.values())) == 2, uploaded

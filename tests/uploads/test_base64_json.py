@@ -109,6 +109,8 @@ def reference_decode(content: str) -> bytes:
         head, comma, text = text.partition(",")
         if not comma or not head.lower().endswith(";base64"):
             raise ValueError("not a base64 data URL")
+    if len(text) % 4:  # b64decode lets an extra '=' pass: "QUJD=" gives b"ABC"
+        raise ValueError("not a whole number of quanta")
     return base64.b64decode(text.encode("ascii"), validate=True)
 
 
@@ -295,7 +297,7 @@ def cut_points(body: bytes) -> st.SearchStrategy[list[int]]:
 # --- property tests ---------------------------------------------------------------
 
 
-@settings(HYPOTHESIS, max_examples=150)
+@settings(HYPOTHESIS, max_examples=1500)
 @given(st.data())
 async def test_any_spelling_and_any_chunking_gives_what_json_loads_gives(
     data: st.DataObject,
@@ -307,7 +309,7 @@ async def test_any_spelling_and_any_chunking_gives_what_json_loads_gives(
     assert received == [(clean_filename(f.filename), f.content) for f in files]
 
 
-@settings(HYPOTHESIS, max_examples=150)
+@settings(HYPOTHESIS, max_examples=1500)
 @given(st.data())
 async def test_damaged_bodies_are_refused_with_an_app_error(data: st.DataObject) -> None:
     body, _ = data.draw(bodies(max_uploads=2))
@@ -332,6 +334,51 @@ async def test_damaged_bodies_are_refused_with_an_app_error(data: st.DataObject)
         # Accepted: then it is valid JSON of the schema, and the files are its files.
         assert is_json(damaged_body)
         assert received == oracle(damaged_body)
+
+
+# Pieces of content strings: base64, every kind of whitespace and escape, and things
+# that are invalid base64 (a backslash, an accent, an emoji) or invalid JSON (a raw
+# control character, a bad escape).
+CONTENT_PIECES = [
+    *["QUJD", "QUI=", "QQ==", "A", "/", "+", "="],
+    *[" ", "\\n", "\\r\\n", "\\t", "\\u0020", "\\u000a", "\\u000D", "\n", "\r\n", "\t"],
+    *["\\/", "\\u002B", "\\u002b", "\\u002F", "\\u003D", "\\u0041", "\\u007a"],
+    *["\\\\", '\\"', "\\b", "\\f", "\\u005c", "\\u0022", "\\u00e9", "é", "\\ud83d\\ude00", "!"],
+    *["\x01", "\x0b", "\\x", "\\u12G4", "\\"],
+]
+
+
+@settings(HYPOTHESIS, max_examples=4000)
+@given(st.lists(st.sampled_from(CONTENT_PIECES), max_size=24), st.data())
+async def test_content_strings_decode_like_json_loads_then_b64decode(
+    pieces: list[str], data: st.DataObject
+) -> None:
+    # "JVBERi0x" is "%PDF-1": whatever follows, a decodable content passes as a PDF.
+    content = "JVBERi0x" + "".join(pieces)
+    member = f'{{"filename": "a.pdf", "mime_type": "application/pdf", "content": "{content}"}}'
+    body = f'{{"files": [{member}]}}'.encode()
+    raw_controls = {ch for ch in content if ord(ch) < 0x20} - set("\t\n\r")
+    try:
+        value = json.loads(body, strict=False)["files"][0]["content"]
+    except ValueError:
+        value = None
+    error: AppError | None = None
+    try:
+        received = await receive_in(body, cuts=data.draw(cut_points(body)))
+    except AppError as caught:
+        error = caught
+    if value is None or raw_controls:
+        assert error is not None
+        assert (error.status, error.code) == (400, "INVALID_REQUEST")
+        return
+    try:
+        expected = reference_decode(value)
+    except ValueError:  # binascii.Error, UnicodeEncodeError
+        assert error is not None
+        assert (error.status, error.code) == (400, "INVALID_BASE64")
+    else:
+        assert error is None, error
+        assert received == [("a.pdf", expected)]
 
 
 @settings(HYPOTHESIS, max_examples=15)

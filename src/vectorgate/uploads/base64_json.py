@@ -10,35 +10,44 @@ How the parser is built
 -----------------------
 It is a recursive-descent parser written as a generator. It reads the current chunk
 (`buf` from `pos`) and, when that runs out, `yield`s; `feed()` resumes it with the next
-chunk, prefixed by whatever small piece was left unconsumed (a `\\u` escape or a number
-cut by the chunk boundary, never more than a few bytes). The grammar therefore reads
-top-down (document -> `files` array -> entry -> key/value) with every suspension point
-hidden in a `yield from`, instead of a state table.
+chunk, prefixed by whatever small piece was left unconsumed (an escape cut by the chunk
+boundary: a few bytes). So the grammar reads top-down (document -> `files` array ->
+entry -> key/value) with every suspension point hidden in a `yield from`, instead of a
+state table. The states are where the generator is suspended: between tokens, inside a
+string, inside a content string (with its carry), inside a skipped value.
 
-Structure (braces, keys, filenames, MIME types, values under unknown keys) is parsed a
-token at a time, with regexes for runs; it is a few hundred bytes of a normal request.
-The `content` strings are the body, and there the parser never steps through characters
-in Python:
+Nothing is stepped through a character at a time in Python:
 
-1. Scan in bulk: `bytes.find` (memchr speed) locates the closing quote and the first
-   backslash of what is left of the chunk; from that backslash a regex finds the first
-   escape that is not one of those encoders emit inside base64: `\\n`, `\\r`, `\\t`
-   (line breaks) and `\\/` (PHP and others escape every slash).
-2. Clean in bulk: the run before that point loses those escapes (one `bytes.replace`
-   per kind that occurs) and its literal spaces (`bytes.translate`).
-3. Decode: a `data:<mime>;base64,` head is stripped first. Then the cleaned text is
-   cut at a multiple of 4 characters; the rest (< 4 characters, the carry) waits for
-   the next run. Aligned blocks go through `pybase64.b64decode(validate=True)`, which
-   refuses any byte outside the alphabet, so a control character, a quote or non-ASCII
-   text is caught there instead of by a per-character check. An `=` ends the data: a
-   block that ends in padding must be the last. Decoded bytes go to a buffered file.
-4. Any other escape (`\\u0041`, `\\"`, ...) is decoded on its own per JSON, then the
-   bulk path resumes.
+- Tokens between values (braces, commas, colons, whitespace) are a few per entry.
+- Other strings (keys, filename, mime_type) are matched in bulk by one possessive regex
+  for valid JSON string text, checked as UTF-8 with an incremental decoder, and the few
+  kept ones are unescaped by `json.loads`, which gives them JSON's exact meaning.
+- A value under an unknown key is skipped by finding its end (a regex jumps to the next
+  bracket or quote; strings are matched as above and not kept); its text with strings
+  emptied is then checked by `json.loads`.
+- `content` strings are the body; per chunk they cost a handful of C-level passes:
 
-When a block does not decode, the rest of the string is scanned as an ordinary JSON
-string (so a bad escape, a raw control character or invalid UTF-8 is still reported
-as invalid JSON) and INVALID_BASE64 is raised when the entry's object closes, naming
-the file by its filename even when that came after the content.
+  1. Scan: `bytes.find` (memchr speed) locates the closing quote and the first
+     backslash of what is left of the chunk.
+  2. Unescape: if every escape in the run is the same one (all `\\n`, or `\\r\\n`, or
+     `\\/` as PHP writes, or `\\u002B` as .NET writes...), one `bytes.replace` (or a
+     `translate`) removes them all, and a `count`/`find` proves that was sound. Else a
+     regex finds the first escape that is not of an ASCII character and the run up to it
+     is unescaped with one `replace` per common kind present (one regex `sub` for the
+     rarer ones). Anything else (`\\"`, `\\u00e9`,
+     an escape cut by the chunk end) is decoded on its own, then the bulk path resumes.
+  3. Decode: a `data:<mime>;base64,` head is stripped first. Then the text is cut at a
+     multiple of 4 characters; the rest (< 4 characters, the carry) waits for the next
+     run. Aligned blocks go through `pybase64.b64decode(validate=True)`, which refuses
+     any byte outside the alphabet, so a control character, a quote or non-ASCII text is
+     caught there rather than by a per-character check; only when a block fails is
+     whitespace looked for (`translate`) and the block retried. An `=` ends the data: a
+     block that ends in padding must be the last. Decoded bytes go to a buffered file.
+
+  When the text does not decode, the rest of the string is read as a plain JSON string
+  (so a bad escape, a control character or invalid UTF-8 is still reported as invalid
+  JSON), and INVALID_BASE64 is raised when the entry's object closes, naming the file by
+  its filename even when that came after the content.
 
 Limits are checked at the earliest byte that decides them: the body size with every
 chunk; the number of files when an entry starts; the filename when it ends; the kind
@@ -50,18 +59,19 @@ thread right after each entry closes.
 Where the spec is silent
 ------------------------
 - Unknown keys, at the top level and in entries, are ignored; their values may be any
-  JSON (nested up to 512 levels) and are validated but not stored. Duplicate `files`,
-  `filename`, `content` or `mime_type` keys are a 400; duplicate unknown keys are not
-  tracked.
-- `filename`, `mime_type` and keys may be at most 64 KiB of UTF-8 each (a 400 beyond).
+  JSON (nested up to 512 levels, at most 1 MiB in all besides their strings, which are
+  not limited) and are checked but not stored. Duplicate `files`, `filename`, `content`
+  or `mime_type` keys are a 400; duplicate unknown keys are not tracked.
+- `filename`, `mime_type` and keys may be at most 64 KiB each as written (400 beyond).
 - A leading UTF-8 byte order mark is skipped (RFC 8259 allows it; so does `json.loads`).
-- Whitespace inside `content` is what JSON can carry: spaces, and `\\n` `\\r` `\\t`
-  escapes (or the same characters as `\\u` escapes). A raw line break inside a JSON
-  string is invalid JSON and so a 400, like everywhere else.
-- Non-ASCII characters inside `content` are INVALID_BASE64, or invalid JSON if they
-  are not valid UTF-8.
-- A `data:` head must end in `;base64,` (case-insensitive) within 1,024 characters;
-  any MIME type in it is ignored (the entry's `mime_type` decides).
+- Whitespace inside `content` may be spaces, `\\n` `\\r` `\\t` escapes (or `\\u`
+  escapes of those), and raw tabs and line breaks, which JSON forbids in strings but
+  the spec's own curl example produces. Other raw control characters are invalid JSON,
+  and raw line breaks in any other string too.
+- Non-ASCII characters inside `content` are INVALID_BASE64, or invalid JSON if they are
+  not valid UTF-8.
+- A `data:` head must end in `;base64,` (case-insensitive) within 1,024 characters; any
+  MIME type in it is ignored (the entry's `mime_type` decides).
 - An unpaired surrogate escape in `mime_type` is a 400 (it could not be echoed back in
   an error body); in `filename`, `clean_filename` refuses it.
 """
@@ -129,13 +139,22 @@ _CONTENT_BODY = re.compile(
 _PARTIAL_ESCAPE = re.compile(rb"\\(?:u[0-9a-fA-F]{0,3})?\Z")
 _HEX4 = re.compile(rb"[0-9a-fA-F]{4}")
 
-# Inside content, every escape of an ASCII character is decoded in bulk, and to what
-# it stands for in the cleaned text: JSON whitespace is dropped, others are themselves
-# (a `\\u0022` gives '"', which base64 decoding then refuses).
-_ASCII_ESCAPES: dict[bytes, bytes] = {b"\\n": b"", b"\\r": b"", b"\\t": b"", b"\\/": b"/"}
-for _code in range(0x80):
-    for _hex in (f"{_code:04x}", f"{_code:04X}"):
-        _ASCII_ESCAPES[b"\\u" + _hex.encode()] = b"" if _code in b" \t\n\r" else bytes([_code])
+
+def _ascii_escapes() -> dict[bytes, bytes]:
+    """Every `\\u` escape of an ASCII character (hex digits all lower or all upper
+    case: after `00`, at most one is a letter) and the short escapes \\n \\r \\t \\/, with
+    what each stands for inside content: JSON whitespace is dropped, the others are
+    themselves (so `\\u0022` gives '"', which base64 decoding then refuses). Left out:
+    \\" \\\\ \\b \\f, which never belong in base64 and are decoded one by one."""
+    escapes = {b"\\n": b"", b"\\r": b"", b"\\t": b"", b"\\/": b"/"}
+    for code in range(0x80):
+        for digits in (f"{code:04x}", f"{code:04X}"):
+            escapes[b"\\u" + digits.encode()] = b"" if code in b" \t\n\r" else bytes([code])
+    return escapes
+
+
+# Inside content, all of these are decoded in bulk.
+_ASCII_ESCAPES = _ascii_escapes()
 _ASCII_ESCAPE = re.compile(rb"\\(?:[nrt/]|u00[0-7][0-9a-fA-F])")
 # Those that encoders put inside base64, removed with one `bytes.replace` per kind:
 # whitespace, '/' escaped by PHP (also as \u002F), '+' by .NET (\u002B), '=' by Gson
@@ -175,7 +194,7 @@ class _InvalidBase64(Exception):
 
 
 class _Base64Sink:
-    """Decodes one content string's cleaned text (base64 and nothing else) into a file."""
+    """Decodes one content string's unescaped text into a file, as it arrives."""
 
     def __init__(self, path: Path, limit: int, kind: FileKind | None, name: str) -> None:
         self.path = path

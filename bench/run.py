@@ -1,0 +1,474 @@
+"""vectorgate's benchmark: four scenarios, each next to a baseline measured in the same run.
+
+    .venv/bin/python bench/run.py [--runs 3] [--files 10] [--mib 50] [--requests 500]
+
+Starts, on 127.0.0.1: the fake OpenAI, `vectorgate serve` (one worker, SQLite), and the
+baseline apps of bench/apps.py under the same uvicorn. Every scenario runs `--runs`
+times and reports the median. Peak RSS growth is the server's VmHWM after a run minus
+its RSS before it (the peak is reset between runs through /proc/PID/clear_refs).
+
+S1  multipart, 10 x 50 MiB PDFs, one request     vs. the same files straight to the fake
+                                                  with AsyncOpenAI (5 at a time) + a batch
+S2  base64 JSON, 10 x 50 MiB (~700 MB), one req.  vs. a naive pydantic + b64decode handler
+S3  500 base64 requests of one 20 KiB text file,  vs. the same upstream calls (upload +
+    32 at a time                                  batch) made straight with AsyncOpenAI
+S4  raw drain rate of a minimal ASGI app (curl, 500 MiB) next to vectorgate's intake
+    rate in S1 and S2 (body bytes / the `intake` phase of its Server-Timing header)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import openai
+
+from vectorgate.testing import samples
+from vectorgate.testing.service import free_port, run_cli, serve, service_env
+
+MiB = 1024 * 1024
+ROOT = Path(__file__).resolve().parent.parent
+BOUNDARY = "benchboundary9f8e7d"
+
+
+# --- processes ----------------------------------------------------------------------
+
+
+@dataclass
+class Server:
+    process: subprocess.Popen[bytes]
+    url: str
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+
+def _status_kib(pid: int, field_name: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field_name + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(field_name)
+
+
+@contextmanager
+def rss_growth(pid: int) -> Iterator[list[int]]:
+    """Yields a list that receives the peak RSS growth (bytes) of `pid` over the block."""
+    try:
+        Path(f"/proc/{pid}/clear_refs").write_text("5")  # reset VmHWM to the current RSS
+    except OSError:
+        pass  # not permitted: the peak then includes earlier runs, an upper bound
+    before = _status_kib(pid, "VmRSS")
+    result: list[int] = []
+    yield result
+    result.append((_status_kib(pid, "VmHWM") - before) * 1024)
+
+
+@contextmanager
+def uvicorn_app(target: str) -> Iterator[Server]:
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", target, "--port", str(port), "--log-level", "warning"],
+        cwd=ROOT,
+    )
+    try:
+        _wait_for(f"http://127.0.0.1:{port}/", process)
+        yield Server(process, f"http://127.0.0.1:{port}")
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+@contextmanager
+def fake_openai(spool: Path) -> Iterator[Server]:
+    port = free_port()
+    log = (spool.parent / "fake.log").open("wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "vectorgate.testing.fake_openai", "--port", str(port),
+         "--spool-dir", str(spool)],
+        stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        _wait_for(f"http://127.0.0.1:{port}/v1/files", process)
+        yield Server(process, f"http://127.0.0.1:{port}/v1")
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        log.close()
+
+
+def _wait_for(url: str, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{process.args} exited")
+        try:
+            httpx.get(url, timeout=1)
+            return
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{url} never answered")
+
+
+# --- bodies -------------------------------------------------------------------------
+
+
+def multipart_body(paths: list[Path]) -> Iterator[bytes]:
+    for path in paths:
+        yield (
+            f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="files"; '
+            f'filename="{path.name}"\r\nContent-Type: application/pdf\r\n\r\n'
+        ).encode()
+        with path.open("rb") as f:
+            while chunk := f.read(MiB):
+                yield chunk
+        yield b"\r\n"
+    yield f"--{BOUNDARY}--\r\n".encode()
+
+
+def write_base64_json(paths: list[Path], out: Path) -> None:
+    with out.open("wb") as f:
+        f.write(b'{"files": [')
+        for i, path in enumerate(paths):
+            f.write(b"," if i else b"")
+            head = f'{{"filename": "{path.name}", "mime_type": "application/pdf", "content": "'
+            f.write(head.encode())
+            with path.open("rb") as src:
+                while chunk := src.read(3 * MiB):  # a multiple of 3: no padding mid-string
+                    f.write(base64.b64encode(chunk))
+            f.write(b'"}')
+        f.write(b"]}")
+
+
+def file_chunks(path: Path) -> Iterator[bytes]:
+    with path.open("rb") as f:
+        while chunk := f.read(MiB):
+            yield chunk
+
+
+def intake_seconds(response: httpx.Response) -> float:
+    for item in response.headers.get("server-timing", "").split(","):
+        name, _, dur = item.strip().partition(";dur=")
+        if name == "intake":
+            return float(dur) / 1000
+    raise RuntimeError(f"no intake timing in {response.headers}")
+
+
+# --- results ------------------------------------------------------------------------
+
+
+@dataclass
+class Runs:
+    walls: list[float] = field(default_factory=list)
+    growths: list[int] = field(default_factory=list)
+    extra: dict[str, list[float]] = field(default_factory=dict)
+
+    def add(self, wall: float, growth: int | None = None, **extra: float) -> None:
+        self.walls.append(wall)
+        if growth is not None:
+            self.growths.append(growth)
+        for key, value in extra.items():
+            self.extra.setdefault(key, []).append(value)
+
+    def wall(self) -> float:
+        return statistics.median(self.walls)
+
+    def growth_mib(self) -> float | None:
+        return statistics.median(self.growths) / MiB if self.growths else None
+
+    def median(self, key: str) -> float:
+        return statistics.median(self.extra[key])
+
+
+def repeat(runs: int, once: Callable[[Runs], None]) -> Runs:
+    result = Runs()
+    for _ in range(runs):
+        once(result)
+    return result
+
+
+# --- scenarios ----------------------------------------------------------------------
+
+
+@dataclass
+class Setup:
+    service_url: str
+    service_pid: int
+    fake_url: str
+    api_key: str
+    org: str
+    credential: str
+    openai_key: str
+    store: str
+
+
+def delete_all_files(fake_url: str, openai_key: str) -> None:
+    """Keep the fake's spool from filling the disk between runs."""
+
+    async def run() -> None:
+        async with openai.AsyncOpenAI(api_key=openai_key, base_url=fake_url) as client:
+            async for file in client.files.list():
+                await client.files.delete(file.id)
+
+    asyncio.run(run())
+
+
+def s1_vectorgate(setup: Setup, paths: list[Path], result: Runs) -> None:
+    url = f"{setup.service_url}/api/v1/openai-assistants-vector-store/{setup.store}"
+    with httpx.Client(timeout=600) as client, rss_growth(setup.service_pid) as growth:
+        started = time.perf_counter()
+        response = client.post(
+            url,
+            params={"credential": setup.credential},
+            content=multipart_body(paths),
+            headers={
+                "X-API-Key": setup.api_key,
+                "Content-Type": f"multipart/form-data; boundary={BOUNDARY}",
+            },
+        )
+        wall = time.perf_counter() - started
+    response.raise_for_status()
+    total = sum(p.stat().st_size for p in paths)
+    result.add(wall, growth[0], intake_mib_s=total / MiB / intake_seconds(response))
+    delete_all_files(setup.fake_url, setup.openai_key)
+
+
+def s1_direct(setup: Setup, paths: list[Path], result: Runs) -> None:
+    async def run() -> None:
+        async with openai.AsyncOpenAI(api_key=setup.openai_key, base_url=setup.fake_url) as c:
+            gate = asyncio.Semaphore(5)
+
+            async def one(path: Path) -> str:
+                async with gate:
+                    with path.open("rb") as f:
+                        return (await c.files.create(file=f, purpose="assistants")).id
+
+            ids = await asyncio.gather(*(one(p) for p in paths))
+            batch = await c.vector_stores.file_batches.create(setup.store, file_ids=ids)
+            await c.vector_stores.file_batches.poll(batch.id, vector_store_id=setup.store)
+
+    started = time.perf_counter()
+    asyncio.run(run())
+    result.add(time.perf_counter() - started)
+    delete_all_files(setup.fake_url, setup.openai_key)
+
+
+def s2_vectorgate(setup: Setup, body: Path, result: Runs) -> None:
+    url = f"{setup.service_url}/v1/organizations/{setup.org}/vector-stores/{setup.store}"
+    with httpx.Client(timeout=600) as client, rss_growth(setup.service_pid) as growth:
+        started = time.perf_counter()
+        response = client.post(
+            f"{url}/files/upload-base64",
+            content=file_chunks(body),
+            headers={"X-API-Key": setup.api_key, "Content-Type": "application/json"},
+        )
+        wall = time.perf_counter() - started
+    response.raise_for_status()
+    size = body.stat().st_size
+    result.add(wall, growth[0], intake_mib_s=size / MiB / intake_seconds(response))
+    delete_all_files(setup.fake_url, setup.openai_key)
+
+
+def s2_naive(naive: Server, body: Path, result: Runs) -> None:
+    with httpx.Client(timeout=600) as client, rss_growth(naive.pid) as growth:
+        started = time.perf_counter()
+        response = client.post(
+            f"{naive.url}/upload",
+            content=file_chunks(body),
+            headers={"Content-Type": "application/json"},
+        )
+        wall = time.perf_counter() - started
+    response.raise_for_status()
+    result.add(wall, growth[0])
+
+
+def _latencies(
+    requests: int, concurrency: int, call: Callable[[], object]
+) -> tuple[float, list[float]]:
+    async def run() -> tuple[float, list[float]]:
+        gate = asyncio.Semaphore(concurrency)
+        latencies: list[float] = []
+
+        async def one() -> None:
+            async with gate:
+                started = time.perf_counter()
+                await call()  # type: ignore[misc]
+                latencies.append(time.perf_counter() - started)
+
+        started = time.perf_counter()
+        await asyncio.gather(*(one() for _ in range(requests)))
+        return time.perf_counter() - started, latencies
+
+    return asyncio.run(run())
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+S3_CONTENT = base64.b64encode(b"vectorgate benchmark text\n" * 800).decode()  # ~20 KiB
+
+
+def s3_vectorgate(setup: Setup, requests: int, result: Runs) -> None:
+    url = (
+        f"{setup.service_url}/v1/organizations/{setup.org}/vector-stores/{setup.store}"
+        "/files/upload-base64"
+    )
+    body = {"files": [{"filename": "a.txt", "content": S3_CONTENT, "mime_type": "text/plain"}]}
+    client = httpx.AsyncClient(timeout=120, limits=httpx.Limits(max_connections=32))
+
+    async def call() -> None:
+        response = await client.post(url, json=body, headers={"X-API-Key": setup.api_key})
+        response.raise_for_status()
+
+    wall, latencies = _latencies(requests, 32, call)
+    result.add(
+        wall,
+        rps=requests / wall,
+        p50=_percentile(latencies, 0.5),
+        p99=_percentile(latencies, 0.99),
+    )
+    delete_all_files(setup.fake_url, setup.openai_key)
+
+
+def s3_direct(setup: Setup, requests: int, result: Runs) -> None:
+    content = base64.b64decode(S3_CONTENT)
+    client = openai.AsyncOpenAI(api_key=setup.openai_key, base_url=setup.fake_url)
+
+    async def call() -> None:
+        file = await client.files.create(file=("a.txt", content), purpose="assistants")
+        await client.vector_stores.file_batches.create(setup.store, file_ids=[file.id])
+
+    wall, latencies = _latencies(requests, 32, call)
+    result.add(
+        wall,
+        rps=requests / wall,
+        p50=_percentile(latencies, 0.5),
+        p99=_percentile(latencies, 0.99),
+    )
+    delete_all_files(setup.fake_url, setup.openai_key)
+
+
+def s4_drain(drain: Server, path: Path, result: Runs) -> None:
+    done = subprocess.run(
+        ["curl", "-sS", "-o", "/dev/null", "-w", "%{time_total}", "-X", "POST", "-T", str(path),
+         "-H", "Content-Type: application/octet-stream", drain.url],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    seconds = float(done.stdout)
+    result.add(seconds, mib_s=path.stat().st_size / MiB / seconds)
+
+
+# --- main ---------------------------------------------------------------------------
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--files", type=int, default=10)
+    parser.add_argument("--mib", type=int, default=50)
+    parser.add_argument("--requests", type=int, default=500)
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="vg-bench-") as tmp, ExitStack() as stack:
+        root = Path(tmp)
+        paths = []
+        for i in range(args.files):
+            paths.append(root / f"doc{i}.pdf")
+            samples.write_pdf(paths[-1], args.mib * MiB)
+        body = root / "body.json"
+        write_base64_json(paths, body)
+        raw = root / "raw.bin"
+        with raw.open("wb") as f:
+            for _ in range(500):
+                f.write(os.urandom(MiB))
+
+        (root / "spool").mkdir()
+        fake = stack.enter_context(fake_openai(root / "spool"))
+        data_dir = root / "service"
+        data_dir.mkdir()
+        env = service_env(data_dir, f"sqlite+aiosqlite:///{data_dir}/vg.db", fake.url)
+        service = stack.enter_context(serve(env, log_path=root / "service.log"))
+        naive = stack.enter_context(uvicorn_app("bench.apps:naive"))
+        drain = stack.enter_context(uvicorn_app("bench.apps:drain"))
+
+        org = run_cli(env, "orgs", "create", "bench")["id"]
+        api_key = run_cli(env, "api-keys", "create", "--org", org)["key"]
+        openai_key = f"sk-bench-{uuid.uuid4().hex}"
+        credential = run_cli(
+            env, "credentials", "create", "--org", org, "--name", "b", stdin=openai_key
+        )["id"]
+        store = run_cli(
+            env, "vector-stores", "register", "--org", org, "--credential", credential,
+            "--create", "bench",
+        )["id"]  # fmt: skip
+        setup = Setup(
+            service.base_url, service.pid, fake.url, api_key, org, credential, openai_key, store
+        )
+        httpx.get(f"{service.base_url}/healthz")  # warm up
+
+        n = args.runs
+        print(f"benchmark: {n} runs per scenario, median reported", file=sys.stderr)
+        s1 = repeat(n, lambda r: s1_vectorgate(setup, paths, r))
+        s1b = repeat(n, lambda r: s1_direct(setup, paths, r))
+        s2 = repeat(n, lambda r: s2_vectorgate(setup, body, r))
+        s2b = repeat(n, lambda r: s2_naive(naive, body, r))
+        s3 = repeat(n, lambda r: s3_vectorgate(setup, args.requests, r))
+        s3b = repeat(n, lambda r: s3_direct(setup, args.requests, r))
+        s4 = repeat(n, lambda r: s4_drain(drain, raw, r))
+
+        total_mib = args.files * args.mib
+        body_mib = body.stat().st_size / MiB
+        drain_rate = s4.median("mib_s")
+        rows = [
+            ("S1 multipart vectorgate", s1.wall(), f"{total_mib / s1.wall():.0f} MiB/s",
+             s1.growth_mib(), s1.wall() / s1b.wall()),
+            ("S1 baseline: direct SDK", s1b.wall(), f"{total_mib / s1b.wall():.0f} MiB/s",
+             None, 1.0),
+            ("S2 base64 vectorgate", s2.wall(), f"{body_mib / s2.wall():.0f} MiB/s",
+             s2.growth_mib(), s2.wall() / s2b.wall()),
+            ("S2 baseline: naive pydantic", s2b.wall(), f"{body_mib / s2b.wall():.0f} MiB/s",
+             s2b.growth_mib(), 1.0),
+            ("S3 small requests vectorgate", s3.wall(),
+             f"{s3.median('rps'):.0f} req/s, p50 {s3.median('p50') * 1000:.0f} ms, "
+             f"p99 {s3.median('p99') * 1000:.0f} ms", None, s3.median("rps") / s3b.median("rps")),
+            ("S3 baseline: direct SDK", s3b.wall(),
+             f"{s3b.median('rps'):.0f} req/s, p50 {s3b.median('p50') * 1000:.0f} ms, "
+             f"p99 {s3b.median('p99') * 1000:.0f} ms", None, 1.0),
+            ("S4 raw drain (minimal ASGI)", s4.wall(), f"{drain_rate:.0f} MiB/s", None, 1.0),
+            ("S4 vectorgate intake, S1", None, f"{s1.median('intake_mib_s'):.0f} MiB/s", None,
+             s1.median("intake_mib_s") / drain_rate),
+            ("S4 vectorgate intake, S2", None, f"{s2.median('intake_mib_s'):.0f} MiB/s", None,
+             s2.median("intake_mib_s") / drain_rate),
+        ]  # fmt: skip
+        print(f"{'scenario':<30} {'wall s':>7}  {'throughput':<44} {'RSS +MiB':>8} {'ratio':>6}")
+        for name, wall, throughput, growth, ratio in rows:
+            wall_text = f"{wall:7.2f}" if wall is not None else f"{'':>7}"
+            growth_text = f"{growth:8.1f}" if growth is not None else f"{'':>8}"
+            print(f"{name:<30} {wall_text}  {throughput:<44} {growth_text} {ratio:6.2f}")
+        p99_ratio = s3.median("p99") / s3b.median("p99")
+        print(f"S3 p99 ratio (vectorgate / direct): {p99_ratio:.2f}")
+        if args.json:
+            args.json.write_text(json.dumps({name: [w, t, g, r] for name, w, t, g, r in rows}))
+
+
+if __name__ == "__main__":
+    main()
