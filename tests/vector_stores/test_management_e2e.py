@@ -597,8 +597,8 @@ def test_limit_bounds_are_1_and_100(client: httpx.Client, records: Records) -> N
         response = list_files(client, records, limit=limit)
         assert response.status_code == 200, response.text
         assert len(response.json()["data"]) == min(limit, RECORD_COUNT)
-    for limit in ("0", "101", "-1", "ten"):
-        assert_error(list_files(client, records, limit=limit), 400, "INVALID_REQUEST")
+    for bad in ("0", "101", "-1", "ten"):
+        assert_error(list_files(client, records, limit=bad), 400, "INVALID_REQUEST")
 
 
 def test_an_unknown_status_filter_is_400(client: httpx.Client, records: Records) -> None:
@@ -609,6 +609,16 @@ def test_an_unknown_status_filter_is_400(client: httpx.Client, records: Records)
 def test_an_unknown_after_cursor_is_404(client: httpx.Client, records: Records) -> None:
     for after in ("vsf_" + secrets.token_hex(12), "file-" + secrets.token_hex(12), "nothing"):
         assert_error(list_files(client, records, after=after), 404, "NOT_FOUND")
+
+
+def test_a_cursor_from_another_store_is_404(
+    client: httpx.Client, records: Records, fake: FakeOpenAI
+) -> None:
+    other = fake.create_vector_store(records.tenant.openai_key)
+    register(client, records.tenant, other)
+    elsewhere = upload_text(client, records.tenant, other, "elsewhere.txt", b"x")
+    response = list_files(client, records, after=elsewhere["id"])
+    assert_error(response, 404, "NOT_FOUND")
 
 
 def test_the_last_record_as_cursor_gives_an_empty_last_page(

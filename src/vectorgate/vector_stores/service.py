@@ -171,7 +171,10 @@ async def list_file_records(
         query = query.where(VectorStoreFile.processing_status == status)
     if after is not None:
         cursor = await session.get(VectorStoreFile, after)
-        if cursor is None or cursor.organization_id != store.organization_id:
+        if cursor is None or (cursor.organization_id, cursor.vector_store_id) != (
+            store.organization_id,
+            store.id,
+        ):
             raise not_found("The 'after' record was not found", after=after)
         query = query.where(
             or_(
