@@ -209,7 +209,7 @@ class _Base64Sink:
         self.file: BinaryIO | None = path.open("wb", buffering=_WRITE_BUFFER)
 
     def feed(self, text: bytes) -> None:
-        """Take the next cleaned run. Raises _InvalidBase64 as soon as the run holds a
+        """Take the next unescaped run. Raises _InvalidBase64 as soon as the run holds a
         character that cannot be part of valid content, never later: the caller
         re-reads the failed run as plain JSON and relies on all earlier runs being valid.
         """
@@ -554,6 +554,8 @@ class _Parser:
         yield from self._string(None, body=_CONTENT_BODY)
 
     def _base64_string(self, sink: _Base64Sink) -> _Steps[None]:
+        """Feed the content string to `sink` run by run, up to its closing quote
+        (consumed). Raises _InvalidBase64 with `pos` at the run or escape at fault."""
         # Where the next '"' is (-1: none in this chunk), found once per chunk: a chunk
         # with many slow escapes must not be searched to its end for each of them.
         quote = -1
