@@ -29,10 +29,11 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import openai
@@ -297,21 +298,27 @@ def s2_naive(naive: Server, body: Path, result: Runs) -> None:
 
 
 def _latencies(
-    requests: int, concurrency: int, call: Callable[[], object]
+    requests: int,
+    concurrency: int,
+    make_client: Callable[[], Any],
+    call: Callable[[Any], Awaitable[None]],
 ) -> tuple[float, list[float]]:
+    """Run `call` `requests` times, `concurrency` at once, with one client made in the loop."""
+
     async def run() -> tuple[float, list[float]]:
         gate = asyncio.Semaphore(concurrency)
         latencies: list[float] = []
+        async with make_client() as client:
 
-        async def one() -> None:
-            async with gate:
-                started = time.perf_counter()
-                await call()  # type: ignore[misc]
-                latencies.append(time.perf_counter() - started)
+            async def one() -> None:
+                async with gate:
+                    started = time.perf_counter()
+                    await call(client)
+                    latencies.append(time.perf_counter() - started)
 
-        started = time.perf_counter()
-        await asyncio.gather(*(one() for _ in range(requests)))
-        return time.perf_counter() - started, latencies
+            started = time.perf_counter()
+            await asyncio.gather(*(one() for _ in range(requests)))
+            return time.perf_counter() - started, latencies
 
     return asyncio.run(run())
 
@@ -330,13 +337,17 @@ def s3_vectorgate(setup: Setup, requests: int, result: Runs) -> None:
         "/files/upload-base64"
     )
     body = {"files": [{"filename": "a.txt", "content": S3_CONTENT, "mime_type": "text/plain"}]}
-    client = httpx.AsyncClient(timeout=120, limits=httpx.Limits(max_connections=32))
 
-    async def call() -> None:
+    async def call(client: httpx.AsyncClient) -> None:
         response = await client.post(url, json=body, headers={"X-API-Key": setup.api_key})
         response.raise_for_status()
 
-    wall, latencies = _latencies(requests, 32, call)
+    wall, latencies = _latencies(
+        requests,
+        32,
+        lambda: httpx.AsyncClient(timeout=120, limits=httpx.Limits(max_connections=32)),
+        call,
+    )
     result.add(
         wall,
         rps=requests / wall,
@@ -348,13 +359,17 @@ def s3_vectorgate(setup: Setup, requests: int, result: Runs) -> None:
 
 def s3_direct(setup: Setup, requests: int, result: Runs) -> None:
     content = base64.b64decode(S3_CONTENT)
-    client = openai.AsyncOpenAI(api_key=setup.openai_key, base_url=setup.fake_url)
 
-    async def call() -> None:
+    async def call(client: openai.AsyncOpenAI) -> None:
         file = await client.files.create(file=("a.txt", content), purpose="assistants")
         await client.vector_stores.file_batches.create(setup.store, file_ids=[file.id])
 
-    wall, latencies = _latencies(requests, 32, call)
+    wall, latencies = _latencies(
+        requests,
+        32,
+        lambda: openai.AsyncOpenAI(api_key=setup.openai_key, base_url=setup.fake_url),
+        call,
+    )
     result.add(
         wall,
         rps=requests / wall,
@@ -386,6 +401,7 @@ def main() -> None:
     parser.add_argument("--mib", type=int, default=50)
     parser.add_argument("--requests", type=int, default=500)
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument("--only", choices=["S1", "S2", "S3"], help="run one scenario (profiling)")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="vg-bench-") as tmp, ExitStack() as stack:
@@ -427,6 +443,16 @@ def main() -> None:
 
         n = args.runs
         print(f"benchmark: {n} runs per scenario, median reported", file=sys.stderr)
+        if args.only:
+            print(f"service pid {service.pid}", file=sys.stderr, flush=True)
+            only = {
+                "S1": lambda r: s1_vectorgate(setup, paths, r),
+                "S2": lambda r: s2_vectorgate(setup, body, r),
+                "S3": lambda r: s3_vectorgate(setup, args.requests, r),
+            }[args.only]
+            runs = repeat(n, only)
+            print(f"{args.only}: walls {runs.walls} {runs.extra}")
+            return
         s1 = repeat(n, lambda r: s1_vectorgate(setup, paths, r))
         s1b = repeat(n, lambda r: s1_direct(setup, paths, r))
         s2 = repeat(n, lambda r: s2_vectorgate(setup, body, r))

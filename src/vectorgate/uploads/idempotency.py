@@ -25,7 +25,7 @@ from sqlalchemy import delete, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from vectorgate.db import utcnow
+from vectorgate.db import utcnow, write_transaction
 from vectorgate.errors import AppError, ErrorCode
 from vectorgate.uploads.models import IdempotencyKey
 
@@ -70,7 +70,7 @@ async def claim(
             f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} characters",
         )
     now = utcnow()
-    async with sessionmaker() as session, session.begin():
+    async with write_transaction(sessionmaker) as session:
         await session.execute(
             delete(IdempotencyKey).where(
                 IdempotencyKey.organization_id == org_id,
@@ -79,7 +79,7 @@ async def claim(
             )
         )
     try:
-        async with sessionmaker() as session, session.begin():
+        async with write_transaction(sessionmaker) as session:
             session.add(
                 IdempotencyKey(
                     organization_id=org_id, key=key, route=route, expires_at=now + KEEP_FOR
@@ -117,7 +117,7 @@ async def complete(
     status: int,
     body: Any,
 ) -> None:
-    async with sessionmaker() as session, session.begin():
+    async with write_transaction(sessionmaker) as session:
         await session.execute(
             update(IdempotencyKey)
             .where(IdempotencyKey.organization_id == org_id, IdempotencyKey.key == key)
@@ -130,7 +130,7 @@ async def complete(
 
 
 async def release(sessionmaker: async_sessionmaker[AsyncSession], org_id: str, key: str) -> None:
-    async with sessionmaker() as session, session.begin():
+    async with write_transaction(sessionmaker) as session:
         await session.execute(
             delete(IdempotencyKey).where(
                 IdempotencyKey.organization_id == org_id, IdempotencyKey.key == key

@@ -20,7 +20,7 @@ from datetime import timedelta
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from vectorgate.db import new_id, utcnow
+from vectorgate.db import new_id, utcnow, write_transaction
 from vectorgate.errors import AppError, ErrorCode
 from vectorgate.observability import UPLOADS_IN_FLIGHT
 from vectorgate.organizations.models import Organization
@@ -68,7 +68,7 @@ async def _acquire(
     limit: int,
     lease_s: float,
 ) -> str:
-    async with sessionmaker() as session, session.begin():
+    async with write_transaction(sessionmaker) as session:
         await session.execute(
             update(Organization)
             .where(Organization.id == org_id)
@@ -92,7 +92,7 @@ async def _renew(
     while True:
         await asyncio.sleep(lease_s / 3)
         try:
-            async with sessionmaker() as session, session.begin():
+            async with write_transaction(sessionmaker) as session:
                 await session.execute(
                     update(UploadSlot)
                     .where(UploadSlot.id == slot_id)
@@ -103,7 +103,7 @@ async def _renew(
 
 
 async def _release(sessionmaker: async_sessionmaker[AsyncSession], slot_id: str) -> None:
-    async with sessionmaker() as session, session.begin():
+    async with write_transaction(sessionmaker) as session:
         await session.execute(delete(UploadSlot).where(UploadSlot.id == slot_id))
 
 

@@ -22,7 +22,7 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from vectorgate.credentials.service import get_credential, reveal_key
-from vectorgate.db import utcnow
+from vectorgate.db import utcnow, write_transaction
 from vectorgate.observability import POLLER_LAG
 from vectorgate.security.encryption import Keyring
 from vectorgate.settings import Settings
@@ -95,7 +95,7 @@ class Poller:
             ).all()
         claimed = []
         for batch_id in candidates:
-            async with self._sessionmaker() as session, session.begin():
+            async with write_transaction(self._sessionmaker) as session:
                 result = await session.execute(
                     update(FileBatch)
                     .where(FileBatch.id == batch_id, FileBatch.done.is_(False), lease_free)
@@ -109,7 +109,9 @@ class Poller:
         return claimed
 
     async def _poll(self, batch_id: str) -> None:
-        async with self._sessionmaker() as session, session.begin():
+        # Read, ask OpenAI, then write in one short transaction: no transaction (and so
+        # no SQLite write lock) is ever held across an HTTP call.
+        async with self._sessionmaker() as session:
             batch = await session.get(FileBatch, batch_id)
             if batch is None or batch.lease_owner != self.owner:
                 return
@@ -129,15 +131,23 @@ class Poller:
                 await self._cancel_upstream(session, batch)
             elif pending:
                 interval = await self._refresh(session, batch, pending) or interval
-            batch.done = all(r.processing_status in FINAL_STATUSES for r in records)
-            batch.lease_owner = None
-            batch.lease_expires_at = None
-            batch.next_poll_at = utcnow() + timedelta(seconds=interval)
+        async with write_transaction(self._sessionmaker) as session:
+            session.add_all(pending)  # detached above; their changes are flushed here
+            await session.execute(
+                update(FileBatch)
+                .where(FileBatch.id == batch_id, FileBatch.lease_owner == self.owner)
+                .values(
+                    done=all(r.processing_status in FINAL_STATUSES for r in records),
+                    lease_owner=None,
+                    lease_expires_at=None,
+                    next_poll_at=utcnow() + timedelta(seconds=interval),
+                )
+            )
 
     async def _client(self, session: AsyncSession, batch: FileBatch) -> openai.AsyncOpenAI:
         credential = await get_credential(session, batch.organization_id, batch.credential_id)
         client = client_for(self._base_client, reveal_key(self._keyring, credential))
-        # A poll holds its batch's lease and a transaction: keep each call short.
+        # A poll holds its batch's lease: keep each call short.
         return client.with_options(timeout=_CALL_TIMEOUT_S)
 
     async def _refresh(

@@ -12,7 +12,7 @@ from sqlalchemy import and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from vectorgate.credentials.service import get_credential, reveal_key
-from vectorgate.db import new_id, utcnow
+from vectorgate.db import new_id, utcnow, write_transaction
 from vectorgate.errors import AppError, ErrorCode, not_found
 from vectorgate.ingest import Ingested
 from vectorgate.security.encryption import Keyring
@@ -140,7 +140,7 @@ async def record_uploads(
         )
         for file, upstream in zip(ingested.staged, ingested.files, strict=True)
     ]
-    async with sessionmaker() as session, session.begin():
+    async with write_transaction(sessionmaker) as session:
         session.add_all(records)
         session.add(
             FileBatch(
