@@ -68,7 +68,7 @@ async def upload_to_vector_store(
     client = client_for(resources.openai, reveal_key(resources.keyring, stored))
     with upstream_errors("find the vector store", not_found="Vector store not found"):
         await client.vector_stores.retrieve(vector_store_id)
-    body = HashingStream(request.stream())
+    body = HashingStream(request.stream(), enabled=idempotency_key is not None)
 
     async def receive(workdir: Path) -> list[StagedFile]:
         files = receive_multipart(

@@ -34,15 +34,19 @@ MAX_KEY_LENGTH = 255
 
 
 class HashingStream:
-    """Passes body chunks through, hashing them on the way."""
+    """Passes body chunks through, hashing them on the way (only when asked to:
+    hashing a 700 MB body costs a third of a second that a request without an
+    Idempotency-Key does not need to pay)."""
 
-    def __init__(self, chunks: AsyncIterator[bytes]) -> None:
+    def __init__(self, chunks: AsyncIterator[bytes], *, enabled: bool = True) -> None:
         self._chunks = chunks
         self._hash = hashlib.sha256()
+        self._enabled = enabled
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         async for chunk in self._chunks:
-            self._hash.update(chunk)
+            if self._enabled:
+                self._hash.update(chunk)
             yield chunk
 
     async def drain(self) -> str:

@@ -33,6 +33,7 @@ from vectorgate.vector_stores.service import (
     FINAL_STATUSES,
     apply_upstream_status,
     mark_failed,
+    mark_processing,
     mark_timed_out,
 )
 
@@ -160,12 +161,18 @@ class Poller:
             raw = await batches.with_raw_response.retrieve(
                 batch.id, vector_store_id=batch.vector_store_id
             )
-            async for upstream in batches.list_files(
-                batch.id, vector_store_id=batch.vector_store_id, limit=100
-            ):
-                record = by_file_id.get(upstream.id)
-                if record is not None:
-                    apply_upstream_status(record, upstream)
+            if raw.parse().status == "in_progress":
+                # One call per poll while OpenAI works; per-file results once it is done
+                # (a status request asks OpenAI about its one file in between).
+                for waiting in pending:
+                    mark_processing(waiting)
+            else:
+                async for upstream in batches.list_files(
+                    batch.id, vector_store_id=batch.vector_store_id, limit=100
+                ):
+                    record = by_file_id.get(upstream.id)
+                    if record is not None:
+                        apply_upstream_status(record, upstream)
         except openai.NotFoundError:
             # Deleted upstream (or the store was): these files will never finish.
             for record in pending:

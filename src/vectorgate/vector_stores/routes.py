@@ -142,7 +142,7 @@ async def upload_base64(
     async with resources.sessionmaker() as session:
         store = await get_vector_store(session, caller.organization_id, vector_store_id)
         client = await store_client(session, resources.keyring, resources.openai, store)
-    body = HashingStream(request.stream())
+    body = HashingStream(request.stream(), enabled=idempotency_key is not None)
 
     async def receive(workdir: Path) -> list[StagedFile]:
         return await receive_base64_json(

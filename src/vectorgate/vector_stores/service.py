@@ -235,6 +235,12 @@ def mark_timed_out(record: VectorStoreFile, timeout_s: float) -> None:
     mark_failed(record, f"processing did not finish within {timeout_s:g}s")
 
 
+def mark_processing(record: VectorStoreFile) -> None:
+    if record.processing_status == "pending":
+        record.processing_status = "processing"
+        record.updated_at = utcnow()
+
+
 def mark_failed(record: VectorStoreFile, message: str) -> None:
     record.processing_status = "failed"
     record.error_message = message
