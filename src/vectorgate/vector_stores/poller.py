@@ -131,7 +131,9 @@ class Poller:
                     mark_timed_out(record, self._settings.batch_timeout_s)
                 await self._cancel_upstream(session, batch)
             elif pending:
-                interval = await self._refresh(session, batch, pending) or interval
+                # OpenAI's hint may ask for more patience, never for more polls than
+                # poll_interval_s: nobody waits on these answers, clients ask the status.
+                interval = max(await self._refresh(session, batch, pending) or 0, interval)
         async with write_transaction(self._sessionmaker) as session:
             session.add_all(pending)  # detached above; their changes are flushed here
             await session.execute(
