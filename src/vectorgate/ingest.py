@@ -9,7 +9,7 @@ of the request is detached and deleted before the error goes on.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,14 +24,15 @@ from vectorgate.deps import Resources
 from vectorgate.errors import bad_request, body_too_large
 from vectorgate.observability import phase
 from vectorgate.settings import Settings
-from vectorgate.uploads.convert import to_upstream_form
-from vectorgate.uploads.slots import check_capacity, upload_slots
+from vectorgate.uploads.convert import UpstreamForm, to_upstream_form
+from vectorgate.uploads.slots import UploadSlots, check_capacity
 from vectorgate.uploads.staging import StagedFile
 from vectorgate.upstream.batch import create_batch
 from vectorgate.upstream.compensate import UploadedFiles
 from vectorgate.upstream.upload import upload_files
 
-Receive = Callable[[Path], Awaitable[list[StagedFile]]]
+# Yields each file of the body as soon as it has fully arrived and passed its checks.
+Receive = Callable[[Path], AsyncIterator[StagedFile]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,43 +59,52 @@ async def ingest(
     vector_store_id: str,
     receive: Receive,
 ) -> AsyncIterator[Ingested]:
-    """Receive, validate and upload a request's files as one batch; undo it all on failure."""
+    """Receive, validate and upload a request's files as one batch; undo it all on failure.
+
+    Each file starts uploading as soon as it has arrived, while the rest of the body is
+    still coming in. It takes its upload slot first, so an organization over its limit
+    gets a 429 and anything this request had already uploaded is deleted again.
+    """
     settings = resources.settings
     limit = settings.max_concurrent_uploads_per_org
     # Refuse before reading a byte when the organization is already full.
     await check_capacity(resources.sessionmaker, organization_id, limit=limit)
-    async with resources.staging.request_dir() as workdir:
-        try:
-            with phase(request, "intake"):
-                staged = await receive(workdir)
-        except ClientDisconnect:
-            raise bad_request("The client disconnected before the body was complete") from None
-        async with upload_slots(
+    staged: list[StagedFile] = []
+    async with (
+        resources.staging.request_dir() as workdir,
+        UploadSlots(
             resources.sessionmaker,
             organization_id,
-            len(staged),
             limit=limit,
             lease_s=settings.upload_slot_lease_s,
-        ):
-            uploaded = UploadedFiles(client, vector_store_id)
+        ) as slots,
+    ):
+        uploaded = UploadedFiles(client, vector_store_id)
+
+        async def forms() -> AsyncIterator[UpstreamForm]:
             try:
-                with phase(request, "upload"):
-                    forms = [
-                        await asyncio.to_thread(
-                            to_upstream_form, f.path, f.filename, f.kind, workdir
+                with phase(request, "intake"):
+                    async for file in receive(workdir):
+                        staged.append(file)
+                        await slots.take(1)
+                        yield await asyncio.to_thread(
+                            to_upstream_form, file.path, file.filename, file.kind, workdir
                         )
-                        for f in staged
-                    ]
-                    files = await upload_files(
-                        client,
-                        forms,
-                        uploaded,
-                        concurrency=settings.upstream_concurrency,
-                        max_retries=settings.upstream_max_retries,
-                        backoff_s=settings.retry_backoff_s,
-                    )
-                    batch = await create_batch(client, vector_store_id, [f.id for f in files])
-                yield Ingested(staged, files, batch)
-            except BaseException:
-                await uploaded.discard()
-                raise
+            except ClientDisconnect:
+                raise bad_request("The client disconnected before the body was complete") from None
+
+        try:
+            with phase(request, "upload"):
+                files = await upload_files(
+                    client,
+                    forms(),
+                    uploaded,
+                    concurrency=settings.upstream_concurrency,
+                    max_retries=settings.upstream_max_retries,
+                    backoff_s=settings.retry_backoff_s,
+                )
+                batch = await create_batch(client, vector_store_id, [f.id for f in files])
+            yield Ingested(staged, files, batch)
+        except BaseException:
+            await uploaded.discard()
+            raise

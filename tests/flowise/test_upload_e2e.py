@@ -516,3 +516,32 @@ def test_client_disconnect_mid_body_leaves_nothing_behind(
     # The autouse fixture then checks that the staging area empties.
     time.sleep(0.3)
     assert fake.files_for(tenant.openai_key) == []
+
+
+def test_a_file_goes_upstream_while_the_rest_of_the_body_is_still_arriving(
+    service: Service, tenant: Tenant, vector_store: str, fake: FakeOpenAI
+) -> None:
+    body = multipart_body([pdf("first.pdf", 200_000), pdf("second.pdf", 200_000)])
+    second_starts = body.index(b"second.pdf")  # the first part and its closing boundary
+    host, port = service.running.base_url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        sock.sendall(
+            (
+                f"POST /api/v1/openai-assistants-vector-store/{vector_store}"
+                f"?credential={tenant.credential_id} HTTP/1.1\r\n"
+                f"Host: {host}\r\nX-API-Key: {tenant.api_key}\r\nConnection: close\r\n"
+                f"Content-Type: {content_type()}\r\nContent-Length: {len(body)}\r\n\r\n"
+            ).encode()
+        )
+        sock.sendall(body[:second_starts])
+        deadline = time.monotonic() + 10
+        while [f.filename for f in fake.files_for(tenant.openai_key)] != ["first.pdf"]:
+            assert time.monotonic() < deadline, "the first file did not go upstream early"
+            time.sleep(0.02)
+        sock.sendall(body[second_starts:])
+        reply = b""
+        while chunk := sock.recv(65536):
+            reply += chunk
+    assert reply.startswith(b"HTTP/1.1 200"), reply[:300]
+    assert b'"first.pdf"' in reply
+    assert b'"second.pdf"' in reply

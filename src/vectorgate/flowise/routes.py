@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -70,15 +71,14 @@ async def upload_to_vector_store(
         await client.vector_stores.retrieve(vector_store_id)
     body = HashingStream(request.stream(), enabled=idempotency_key is not None)
 
-    async def receive(workdir: Path) -> list[StagedFile]:
-        files = receive_multipart(
+    def receive(workdir: Path) -> AsyncIterator[StagedFile]:
+        return receive_multipart(
             aiter(body),
             request.headers.get("content-type"),
             workdir,
             max_files=settings.max_files_per_request,
             max_body_bytes=settings.max_request_bytes,
         )
-        return [file async for file in files]
 
     async def handle() -> list[dict[str, object]]:
         async with ingest(

@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -60,51 +60,83 @@ async def check_capacity(
             raise limit_reached(limit)
 
 
-async def _acquire(
-    sessionmaker: async_sessionmaker[AsyncSession],
-    org_id: str,
-    files: int,
-    *,
-    limit: int,
-    lease_s: float,
-) -> str:
-    async with write_transaction(sessionmaker) as session:
-        await session.execute(
-            update(Organization)
-            .where(Organization.id == org_id)
-            .values(upload_slots_version=Organization.upload_slots_version + 1)
-        )
-        if await files_in_flight(session, org_id) + files > limit:
-            raise limit_reached(limit)
-        slot = UploadSlot(
-            id=new_id("slot_"),
-            organization_id=org_id,
-            files=files,
-            expires_at=utcnow() + timedelta(seconds=lease_s),
-        )
-        session.add(slot)
-    return slot.id
+class UploadSlots:
+    """The slots one request holds, taken as its files arrive and all given back at the end.
 
+    Use as `async with UploadSlots(...) as slots: await slots.take(n)`; `take` answers
+    429 when the organization has no room left.
+    """
 
-async def _renew(
-    sessionmaker: async_sessionmaker[AsyncSession], slot_id: str, lease_s: float
-) -> None:
-    while True:
-        await asyncio.sleep(lease_s / 3)
-        try:
-            async with write_transaction(sessionmaker) as session:
-                await session.execute(
-                    update(UploadSlot)
-                    .where(UploadSlot.id == slot_id)
-                    .values(expires_at=utcnow() + timedelta(seconds=lease_s))
-                )
-        except Exception:  # a missed renewal only shortens the lease; keep trying
-            log.warning("could not renew upload slot %s", slot_id, exc_info=True)
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        org_id: str,
+        *,
+        limit: int,
+        lease_s: float,
+    ) -> None:
+        self._sessionmaker = sessionmaker
+        self._org_id = org_id
+        self._limit = limit
+        self._lease_s = lease_s
+        self._slot_ids: list[str] = []
+        self._files = 0
+        self._renewal: asyncio.Task[None] | None = None
 
+    async def __aenter__(self) -> UploadSlots:
+        return self
 
-async def _release(sessionmaker: async_sessionmaker[AsyncSession], slot_id: str) -> None:
-    async with write_transaction(sessionmaker) as session:
-        await session.execute(delete(UploadSlot).where(UploadSlot.id == slot_id))
+    async def __aexit__(self, *_exc: object) -> None:
+        if self._renewal is not None:
+            self._renewal.cancel()
+        UPLOADS_IN_FLIGHT.labels(self._org_id).dec(self._files)
+        if self._slot_ids:
+            try:
+                await asyncio.shield(self._release())
+            except Exception:
+                log.warning("could not release upload slots %s; they expire", self._slot_ids)
+
+    async def take(self, files: int) -> None:
+        async with write_transaction(self._sessionmaker) as session:
+            await session.execute(
+                update(Organization)
+                .where(Organization.id == self._org_id)
+                .values(upload_slots_version=Organization.upload_slots_version + 1)
+            )
+            if await files_in_flight(session, self._org_id) + files > self._limit:
+                raise limit_reached(self._limit)
+            slot = UploadSlot(
+                id=new_id("slot_"),
+                organization_id=self._org_id,
+                files=files,
+                expires_at=self._expiry(),
+            )
+            session.add(slot)
+        self._slot_ids.append(slot.id)
+        self._files += files
+        UPLOADS_IN_FLIGHT.labels(self._org_id).inc(files)
+        if self._renewal is None:
+            self._renewal = asyncio.create_task(self._renew())
+
+    def _expiry(self) -> datetime:
+        return utcnow() + timedelta(seconds=self._lease_s)
+
+    async def _renew(self) -> None:
+        while True:
+            await asyncio.sleep(self._lease_s / 3)
+            try:
+                async with write_transaction(self._sessionmaker) as session:
+                    await session.execute(
+                        update(UploadSlot)
+                        .where(UploadSlot.id.in_(self._slot_ids))
+                        .values(expires_at=self._expiry())
+                    )
+            except Exception:  # a missed renewal only shortens the lease; keep trying
+                log.warning("could not renew upload slots %s", self._slot_ids, exc_info=True)
+
+    async def _release(self) -> None:
+        async with write_transaction(self._sessionmaker) as session:
+            await session.execute(delete(UploadSlot).where(UploadSlot.id.in_(self._slot_ids)))
 
 
 @contextlib.asynccontextmanager
@@ -117,15 +149,6 @@ async def upload_slots(
     lease_s: float,
 ) -> AsyncIterator[None]:
     """Hold `files` of the organization's slots for the duration of the block, or 429."""
-    slot_id = await _acquire(sessionmaker, org_id, files, limit=limit, lease_s=lease_s)
-    renewal = asyncio.create_task(_renew(sessionmaker, slot_id, lease_s))
-    UPLOADS_IN_FLIGHT.labels(org_id).inc(files)
-    try:
+    async with UploadSlots(sessionmaker, org_id, limit=limit, lease_s=lease_s) as slots:
+        await slots.take(files)
         yield
-    finally:
-        UPLOADS_IN_FLIGHT.labels(org_id).dec(files)
-        renewal.cancel()
-        try:
-            await asyncio.shield(_release(sessionmaker, slot_id))
-        except Exception:
-            log.warning("could not release upload slot %s; it expires by itself", slot_id)

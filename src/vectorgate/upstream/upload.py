@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Sequence
+from collections.abc import AsyncIterable
 
 import openai
 from openai.types import FileObject
@@ -23,7 +23,7 @@ _MAX_RETRY_AFTER_S = 30.0
 
 async def upload_files(
     client: openai.AsyncOpenAI,
-    forms: Sequence[UpstreamForm],
+    forms: AsyncIterable[UpstreamForm],
     uploaded: UploadedFiles,
     *,
     concurrency: int,
@@ -32,8 +32,9 @@ async def upload_files(
 ) -> list[FileObject]:
     """Upload every form, at most `concurrency` at once; results in the order of `forms`.
 
-    Each file that reaches OpenAI is recorded in `uploaded` at once, so a failure of
-    any other file (or anything later) can delete it again.
+    Each upload starts as soon as its form arrives, while later ones are still being
+    received. Each file that reaches OpenAI is recorded in `uploaded` at once, so a
+    failure of any other file, or of the producer of `forms`, can delete it again.
     """
     # The SDK's own retries would re-send an already consumed file object: retry here
     # instead, reopening the file so every attempt sends it whole.
@@ -47,9 +48,11 @@ async def upload_files(
             uploaded.add(file.id)
             return file
 
+    tasks: list[asyncio.Task[FileObject]] = []
     try:
         async with asyncio.TaskGroup() as group:
-            tasks = [group.create_task(one(form)) for form in forms]
+            async for form in forms:
+                tasks.append(group.create_task(one(form)))
     except ExceptionGroup as failures:
         # The first failure is the one to report; the group cancelled the others.
         raise failures.exceptions[0] from None

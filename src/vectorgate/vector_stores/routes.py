@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any
@@ -144,13 +145,15 @@ async def upload_base64(
         client = await store_client(session, resources.keyring, resources.openai, store)
     body = HashingStream(request.stream(), enabled=idempotency_key is not None)
 
-    async def receive(workdir: Path) -> list[StagedFile]:
-        return await receive_base64_json(
+    async def receive(workdir: Path) -> AsyncIterator[StagedFile]:
+        # All or nothing: every file is validated before the first one goes upstream.
+        for file in await receive_base64_json(
             aiter(body),
             workdir,
             max_files=settings.max_files_per_request,
             max_body_bytes=settings.max_request_bytes,
-        )
+        ):
+            yield file
 
     async def handle() -> dict[str, Any]:
         async with ingest(
