@@ -7,6 +7,8 @@ baseline apps of bench/apps.py under the same uvicorn. Every scenario runs `--ru
 times and reports the median. Peak RSS growth is the server's VmHWM after a run minus
 its RSS before it (the peak is reset between runs through /proc/PID/clear_refs).
 
+Uploads to vectorgate and the naive app are sent with curl (a C client, as in S4).
+
 S1  multipart, 10 x 50 MiB PDFs, one request     vs. the same files straight to the fake
                                                   with AsyncOpenAI (5 at a time) + a batch
 S2  base64 JSON, 10 x 50 MiB (~700 MB), one req.  vs. a naive pydantic + b64decode handler
@@ -43,7 +45,6 @@ from vectorgate.testing.service import free_port, run_cli, serve, service_env
 
 MiB = 1024 * 1024
 ROOT = Path(__file__).resolve().parent.parent
-BOUNDARY = "benchboundary9f8e7d"
 
 
 # --- processes ----------------------------------------------------------------------
@@ -128,19 +129,6 @@ def _wait_for(url: str, process: subprocess.Popen[bytes]) -> None:
 # --- bodies -------------------------------------------------------------------------
 
 
-def multipart_body(paths: list[Path]) -> Iterator[bytes]:
-    for path in paths:
-        yield (
-            f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="files"; '
-            f'filename="{path.name}"\r\nContent-Type: application/pdf\r\n\r\n'
-        ).encode()
-        with path.open("rb") as f:
-            while chunk := f.read(MiB):
-                yield chunk
-        yield b"\r\n"
-    yield f"--{BOUNDARY}--\r\n".encode()
-
-
 def write_base64_json(paths: list[Path], out: Path) -> None:
     with out.open("wb") as f:
         f.write(b'{"files": [')
@@ -153,20 +141,6 @@ def write_base64_json(paths: list[Path], out: Path) -> None:
                     f.write(base64.b64encode(chunk))
             f.write(b'"}')
         f.write(b"]}")
-
-
-def file_chunks(path: Path) -> Iterator[bytes]:
-    with path.open("rb") as f:
-        while chunk := f.read(MiB):
-            yield chunk
-
-
-def intake_seconds(response: httpx.Response) -> float:
-    for item in response.headers.get("server-timing", "").split(","):
-        name, _, dur = item.strip().partition(";dur=")
-        if name == "intake":
-            return float(dur) / 1000
-    raise RuntimeError(f"no intake timing in {response.headers}")
 
 
 # --- results ------------------------------------------------------------------------
@@ -228,23 +202,41 @@ def delete_all_files(fake_url: str, openai_key: str) -> None:
     asyncio.run(run())
 
 
+def curl_post(url: str, *args: str) -> tuple[float, int, dict[str, str]]:
+    """POST with curl (a C client, as in S4, so the client costs the server no CPU);
+    returns wall seconds, status and response headers."""
+    with tempfile.NamedTemporaryFile("r") as headers:
+        done = subprocess.run(
+            ["curl", "-sS", "-o", "/dev/null", "-D", headers.name,
+             "-w", "%{time_total} %{http_code}",
+             "-X", "POST", "-H", "Expect:", *args, url],
+            capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        lines = headers.read().splitlines()
+    wall, status = done.stdout.split()
+    parsed = dict(line.split(": ", 1) for line in lines if ": " in line)
+    return float(wall), int(status), {k.lower(): v for k, v in parsed.items()}
+
+
+def intake_seconds(headers: dict[str, str]) -> float:
+    for item in headers.get("server-timing", "").split(","):
+        name, _, dur = item.strip().partition(";dur=")
+        if name == "intake":
+            return float(dur) / 1000
+    raise RuntimeError(f"no intake timing in {headers}")
+
+
 def s1_vectorgate(setup: Setup, paths: list[Path], result: Runs) -> None:
-    url = f"{setup.service_url}/api/v1/openai-assistants-vector-store/{setup.store}"
-    with httpx.Client(timeout=600) as client, rss_growth(setup.service_pid) as growth:
-        started = time.perf_counter()
-        response = client.post(
-            url,
-            params={"credential": setup.credential},
-            content=multipart_body(paths),
-            headers={
-                "X-API-Key": setup.api_key,
-                "Content-Type": f"multipart/form-data; boundary={BOUNDARY}",
-            },
-        )
-        wall = time.perf_counter() - started
-    response.raise_for_status()
+    url = (
+        f"{setup.service_url}/api/v1/openai-assistants-vector-store/{setup.store}"
+        f"?credential={setup.credential}"
+    )
+    parts = [arg for p in paths for arg in ("-F", f"files=@{p};type=application/pdf")]
+    with rss_growth(setup.service_pid) as growth:
+        wall, status, headers = curl_post(url, "-H", f"X-API-Key: {setup.api_key}", *parts)
+    assert status == 200, status
     total = sum(p.stat().st_size for p in paths)
-    result.add(wall, growth[0], intake_mib_s=total / MiB / intake_seconds(response))
+    result.add(wall, growth[0], intake_mib_s=total / MiB / intake_seconds(headers))
     delete_all_files(setup.fake_url, setup.openai_key)
 
 
@@ -269,31 +261,27 @@ def s1_direct(setup: Setup, paths: list[Path], result: Runs) -> None:
 
 
 def s2_vectorgate(setup: Setup, body: Path, result: Runs) -> None:
-    url = f"{setup.service_url}/v1/organizations/{setup.org}/vector-stores/{setup.store}"
-    with httpx.Client(timeout=600) as client, rss_growth(setup.service_pid) as growth:
-        started = time.perf_counter()
-        response = client.post(
-            f"{url}/files/upload-base64",
-            content=file_chunks(body),
-            headers={"X-API-Key": setup.api_key, "Content-Type": "application/json"},
-        )
-        wall = time.perf_counter() - started
-    response.raise_for_status()
+    url = (
+        f"{setup.service_url}/v1/organizations/{setup.org}/vector-stores/{setup.store}"
+        "/files/upload-base64"
+    )
+    with rss_growth(setup.service_pid) as growth:
+        wall, status, headers = curl_post(
+            url, "-H", f"X-API-Key: {setup.api_key}", "-H", "Content-Type: application/json",
+            "-T", str(body),
+        )  # fmt: skip
+    assert status == 200, status
     size = body.stat().st_size
-    result.add(wall, growth[0], intake_mib_s=size / MiB / intake_seconds(response))
+    result.add(wall, growth[0], intake_mib_s=size / MiB / intake_seconds(headers))
     delete_all_files(setup.fake_url, setup.openai_key)
 
 
 def s2_naive(naive: Server, body: Path, result: Runs) -> None:
-    with httpx.Client(timeout=600) as client, rss_growth(naive.pid) as growth:
-        started = time.perf_counter()
-        response = client.post(
-            f"{naive.url}/upload",
-            content=file_chunks(body),
-            headers={"Content-Type": "application/json"},
+    with rss_growth(naive.pid) as growth:
+        wall, status, _ = curl_post(
+            f"{naive.url}/upload", "-H", "Content-Type: application/json", "-T", str(body)
         )
-        wall = time.perf_counter() - started
-    response.raise_for_status()
+    assert status == 200, status
     result.add(wall, growth[0])
 
 
