@@ -28,9 +28,9 @@ def test_request_id_is_honoured_or_generated_and_logged(
 ) -> None:
     given = client.get("/healthz", headers={"X-Request-ID": "trace-123.abc"})
     assert given.headers["X-Request-ID"] == "trace-123.abc"
-    made = client.get("/healthz", headers={"X-Request-ID": "bad id with spaces\u00e9"})
+    made = client.get("/healthz", headers={"X-Request-ID": "bad id with spaces"})
     generated = made.headers["X-Request-ID"]
-    assert generated != "bad id with spaces\u00e9"
+    assert generated != "bad id with spaces"
     assert len(generated) == 32
     lines = [
         json.loads(line.split("vectorgate.access ", 1)[1])
