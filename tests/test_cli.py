@@ -174,3 +174,50 @@ def test_register_works_in_a_fresh_process(
         env, "vector-stores", "register", "--org", org, "--credential", cred, "--create", "docs"
     )
     assert store["id"].startswith("vs_")
+
+
+def test_doctor_passes_on_a_healthy_installation_and_reaches_openai(
+    cli: Any, fake: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("VECTORGATE_OPENAI_BASE_URL", fake.base_url)
+    org = cli("orgs", "create", "Acme")["id"]
+    cred = cli("credentials", "create", "--org", org, "--name", "m", stdin=OPENAI_KEY)["id"]
+    report = cli("doctor", "--org", org, "--credential", cred)
+    assert report["ok"] is True
+    assert set(report["checks"]) == {
+        "temp_dir",
+        "encryption_keys",
+        "database",
+        "migrations",
+        "credentials",
+        "upstream",
+    }
+    fake.rejected_keys.add(OPENAI_KEY)
+    rejected = cli("doctor", "--org", org, "--credential", cred, expect=1)
+    assert rejected["checks"]["upstream"].startswith("failed: OpenAI rejected")
+    assert OPENAI_KEY not in json.dumps(rejected)
+
+
+def test_doctor_fails_on_undecryptable_credentials(
+    cli: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("VECTORGATE_ENCRYPTION_KEYS", generate_key())
+    org = cli("orgs", "create", "Acme")["id"]
+    cred = cli("credentials", "create", "--org", org, "--name", "m", stdin=OPENAI_KEY)["id"]
+    monkeypatch.setenv("VECTORGATE_ENCRYPTION_KEYS", generate_key())
+    report = cli("doctor", expect=1)
+    assert cred in report["checks"]["credentials"]
+
+
+def test_doctor_fails_when_migrations_are_behind(
+    empty_database_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("VECTORGATE_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("VECTORGATE_DATABASE_URL", empty_database_url)
+    assert main(["doctor", "--json"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert report["checks"]["database"] == "ok"
+    assert "vectorgate migrate" in report["checks"]["migrations"]

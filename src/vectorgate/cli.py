@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(result))
     else:
         print(text or "\n".join(f"{key}: {value}" for key, value in result.items()))
-    return 0
+    return 0 if result.get("ok", True) else 1
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -99,6 +99,13 @@ def _parser() -> argparse.ArgumentParser:
     which.add_argument("--create", metavar="NAME", help="create a new vector store upstream")
     which.add_argument("--id", metavar="VS_ID", help="register an existing vector store")
     register.set_defaults(handler=_register)
+
+    doctor = commands.add_parser(
+        "doctor", parents=[common], help="check settings, database, keys and temp dir"
+    )
+    doctor.add_argument("--org", help="with --credential: also reach OpenAI with it")
+    doctor.add_argument("--credential")
+    doctor.set_defaults(handler=_doctor)
     return parser
 
 
@@ -260,3 +267,11 @@ async def _register(args: argparse.Namespace, settings: Settings) -> dict[str, A
         return await _in_transaction(settings, work)
     finally:
         await client.close()
+
+
+async def _doctor(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
+    from vectorgate.doctor import run_checks
+
+    report = await run_checks(settings, org_id=args.org, credential_id=args.credential)
+    lines = [f"{name}: {status}" for name, status in report["checks"].items()]
+    return {**report, "text": "\n".join(lines)}
