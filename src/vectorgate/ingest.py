@@ -27,6 +27,7 @@ from vectorgate.settings import Settings
 from vectorgate.uploads.convert import UpstreamForm, to_upstream_form
 from vectorgate.uploads.slots import UploadSlots, check_capacity
 from vectorgate.uploads.staging import StagedFile
+from vectorgate.upstream import journal as upstream_journal
 from vectorgate.upstream.batch import create_batch
 from vectorgate.upstream.compensate import UploadedFiles
 from vectorgate.upstream.upload import upload_files
@@ -56,6 +57,7 @@ async def ingest(
     client: openai.AsyncOpenAI,
     *,
     organization_id: str,
+    credential_id: str,
     vector_store_id: str,
     receive: Receive,
 ) -> AsyncIterator[Ingested]:
@@ -79,7 +81,18 @@ async def ingest(
             lease_s=settings.upload_slot_lease_s,
         ) as slots,
     ):
-        uploaded = UploadedFiles(client, vector_store_id)
+
+        async def journal(file_id: str) -> None:
+            await upstream_journal.record(
+                resources.sessionmaker,
+                file_id=file_id,
+                organization_id=organization_id,
+                credential_id=credential_id,
+                vector_store_id=vector_store_id,
+                slot_id=slots.latest_id,
+            )
+
+        uploaded = UploadedFiles(client, vector_store_id, on_add=journal)
 
         async def forms() -> AsyncIterator[UpstreamForm]:
             try:
@@ -107,4 +120,6 @@ async def ingest(
             yield Ingested(staged, files, batch)
         except BaseException:
             await uploaded.discard()
+            await asyncio.shield(upstream_journal.settle(resources.sessionmaker, uploaded.file_ids))
             raise
+        await upstream_journal.settle(resources.sessionmaker, uploaded.file_ids)

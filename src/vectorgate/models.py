@@ -3,7 +3,7 @@
 from vectorgate.credentials.models import Credential
 from vectorgate.db import Base
 from vectorgate.organizations.models import ApiKey, Organization
-from vectorgate.uploads.models import IdempotencyKey, UploadSlot
+from vectorgate.uploads.models import IdempotencyKey, UploadSlot, UpstreamUpload
 from vectorgate.vector_stores.models import FileBatch, VectorStore, VectorStoreFile
 
 __all__ = [
@@ -14,6 +14,7 @@ __all__ = [
     "Credential",
     "Organization",
     "UploadSlot",
+    "UpstreamUpload",
     "VectorStore",
     "VectorStoreFile",
 ]

@@ -86,6 +86,7 @@ async def upload_to_vector_store(
             resources,
             client,
             organization_id=caller.organization_id,
+            credential_id=stored.id,
             vector_store_id=vector_store_id,
             receive=receive,
         ) as ingested:

@@ -5,7 +5,7 @@ from datetime import datetime
 from sqlalchemy import ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from vectorgate.db import Base, UTCDateTime
+from vectorgate.db import Base, UTCDateTime, utcnow
 
 
 class UploadSlot(Base):
@@ -39,3 +39,23 @@ class IdempotencyKey(Base):
     response_status: Mapped[int | None] = mapped_column(Integer)
     response_body: Mapped[str | None] = mapped_column(Text)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+
+class UpstreamUpload(Base):
+    """A file a request put upstream and has not yet settled (recorded or deleted).
+
+    Written the moment the upload returns and removed when the request ends either way,
+    so a file whose request died with its worker still has a row saying so; the
+    poller's sweep deletes such files upstream once the request's slot has expired.
+    """
+
+    __tablename__ = "upstream_uploads"
+
+    file_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    organization_id: Mapped[str] = mapped_column(
+        ForeignKey("organizations.id", ondelete="CASCADE"), index=True
+    )
+    credential_id: Mapped[str] = mapped_column(ForeignKey("credentials.id", ondelete="CASCADE"))
+    vector_store_id: Mapped[str] = mapped_column(String(128))
+    slot_id: Mapped[str] = mapped_column(String(32), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

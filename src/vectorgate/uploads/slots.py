@@ -96,6 +96,11 @@ class UploadSlots:
             except Exception:
                 log.warning("could not release upload slots %s; they expire", self._slot_ids)
 
+    @property
+    def latest_id(self) -> str:
+        """The id of the slot taken last (all of a request's slots expire together)."""
+        return self._slot_ids[-1]
+
     async def take(self, files: int) -> None:
         async with write_transaction(self._sessionmaker) as session:
             await session.execute(

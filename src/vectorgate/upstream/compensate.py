@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 
 import openai
 
@@ -15,13 +16,23 @@ _CLEANUP_TIMEOUT_S = 60.0
 class UploadedFiles:
     """The upstream files one request created, in the order they arrived."""
 
-    def __init__(self, client: openai.AsyncOpenAI, vector_store_id: str) -> None:
+    def __init__(
+        self,
+        client: openai.AsyncOpenAI,
+        vector_store_id: str,
+        *,
+        on_add: Callable[[str], Awaitable[None]] | None = None,
+    ) -> None:
         self._client = client
         self._vector_store_id = vector_store_id
+        self._on_add = on_add
         self.file_ids: list[str] = []
 
-    def add(self, file_id: str) -> None:
+    async def add(self, file_id: str) -> None:
+        """Remember a file that reached OpenAI (first, so it is deleted even if `on_add` fails)."""
         self.file_ids.append(file_id)
+        if self._on_add is not None:
+            await self._on_add(file_id)
 
     async def discard(self) -> None:
         """Detach every file from the vector store and delete it; never raises.

@@ -45,7 +45,7 @@ async def upload_files(
         async with gate:
             with upstream_errors(f"upload {form.filename}"):
                 file = await _upload_with_retries(once, form, max_retries, backoff_s)
-            uploaded.add(file.id)
+            await uploaded.add(file.id)
             return file
 
     tasks: list[asyncio.Task[FileObject]] = []

@@ -26,6 +26,7 @@ from vectorgate.db import utcnow, write_transaction
 from vectorgate.observability import POLLER_LAG
 from vectorgate.security.encryption import Keyring
 from vectorgate.settings import Settings
+from vectorgate.upstream import journal
 from vectorgate.upstream.batch import poll_interval
 from vectorgate.upstream.client import client_for
 from vectorgate.vector_stores.models import FileBatch, VectorStoreFile
@@ -72,6 +73,7 @@ class Poller:
 
     async def run_once(self) -> int:
         """Claim the batches that are due and poll each once; returns how many."""
+        await journal.sweep(self._sessionmaker, self._keyring, self._base_client)
         polled = 0
         for batch_id in await self._claim_due():
             await self._poll(batch_id)

@@ -161,6 +161,7 @@ async def upload_base64(
             resources,
             client,
             organization_id=caller.organization_id,
+            credential_id=store.credential_id,
             vector_store_id=store.id,
             receive=receive,
         ) as ingested:
