@@ -7,10 +7,12 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.openapi.utils import get_openapi
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from vectorgate import __version__
@@ -85,8 +87,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
     # Outermost, so every response (errors and CORS preflights too) gets a request id.
     app.add_middleware(RequestLogMiddleware)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     app.include_router(health_router)
     app.include_router(flowise_router)
     app.include_router(credentials_router)
     app.include_router(vector_stores_router)
     return app
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's schema without its 422s: validation errors are answered as 400 here."""
+    if app.openapi_schema is None:
+        schema = get_openapi(
+            title=app.title, version=app.version, summary=app.summary, routes=app.routes
+        )
+        for path in schema.get("paths", {}).values():
+            for operation in path.values():
+                operation.get("responses", {}).pop("422", None)
+        app.openapi_schema = schema
+    return app.openapi_schema

@@ -9,11 +9,13 @@ for the client and must never carry a secret.
 from __future__ import annotations
 
 from enum import StrEnum
+from http import HTTPStatus
 from typing import Any
 
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 
@@ -75,6 +77,30 @@ def body_too_large(max_body_bytes: int) -> AppError:
         f"Request body is larger than the {max_body_bytes} bytes an upload may be",
         details={"max_body_bytes": max_body_bytes},
     )
+
+
+class FlowiseErrorBody(BaseModel):
+    statusCode: int  # noqa: N815 - Flowise's field name
+    success: bool
+    message: str
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    details: dict[str, Any]
+
+
+class OrgErrorBody(BaseModel):
+    success: bool
+    message: str
+    error: ErrorDetail
+
+
+def documented_errors(body: type[BaseModel], *statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` for the error statuses a route can answer, in its body style."""
+    return {
+        status: {"model": body, "description": HTTPStatus(status).phrase} for status in statuses
+    }
 
 
 FLOWISE_PREFIX = "/api/v1/"

@@ -193,7 +193,7 @@ def test_missing_credential_is_400(
 @pytest.mark.parametrize("bad_id", ["vs.bad", "x" * 129, "vs%20space"])
 def test_invalid_vector_store_id_is_400(client: httpx.Client, tenant: Tenant, bad_id: str) -> None:
     response = upload(client, tenant, bad_id, [pdf()])
-    assert_flowise_error(response, 400, "vector store id")
+    assert_flowise_error(response, 400, "path.id")
 
 
 def test_no_files_part_is_400(client: httpx.Client, tenant: Tenant, vector_store: str) -> None:

@@ -9,12 +9,16 @@ from vectorgate.credentials.models import Credential
 from vectorgate.credentials.schemas import CredentialCreate, CredentialList, CredentialOut
 from vectorgate.credentials.service import create_credential, get_credential
 from vectorgate.deps import OrgCallerDep, ResourcesDep, SessionDep
-from vectorgate.errors import AppError, ErrorCode
+from vectorgate.errors import AppError, ErrorCode, OrgErrorBody, documented_errors
 from vectorgate.security.encryption import Secret
 from vectorgate.vector_stores.models import VectorStore
 from vectorgate.vector_stores.schemas import Deleted
 
-router = APIRouter(prefix="/v1/organizations/{org_id}/credentials", tags=["credentials"])
+router = APIRouter(
+    prefix="/v1/organizations/{org_id}/credentials",
+    tags=["credentials"],
+    responses=documented_errors(OrgErrorBody, 400, 401, 404, 409, 413, 415, 429, 500, 502),
+)
 
 
 @router.post("", status_code=201)

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Annotated, Any
 
+import fastapi
 from fastapi import APIRouter, Header, Query, Request
 
 from vectorgate.credentials.service import get_credential, reveal_key
 from vectorgate.deps import CallerDep, ResourcesDep
-from vectorgate.errors import bad_request
+from vectorgate.errors import FlowiseErrorBody, documented_errors
 from vectorgate.ingest import ingest, reject_oversized_body
 from vectorgate.observability import phase
 from vectorgate.uploads.idempotency import HashingStream, idempotent
@@ -21,9 +21,11 @@ from vectorgate.upstream.batch import raise_for_failures, wait_for_batch
 from vectorgate.upstream.client import client_for
 from vectorgate.upstream.errors import upstream_errors
 
-router = APIRouter(tags=["flowise"])
+router = APIRouter(
+    tags=["flowise"],
+    responses=documented_errors(FlowiseErrorBody, 400, 401, 404, 409, 413, 415, 429, 500, 502, 504),
+)
 
-_VECTOR_STORE_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
 
 _MULTIPART_BODY: dict[str, Any] = {
     "requestBody": {
@@ -51,17 +53,13 @@ async def upload_to_vector_store(
     request: Request,
     caller: CallerDep,
     resources: ResourcesDep,
-    id: str,
-    credential: Annotated[str | None, Query()] = None,
+    id: Annotated[str, fastapi.Path(pattern=r"^[A-Za-z0-9_-]{1,128}$")],
+    credential: Annotated[str, Query(min_length=1)],
     idempotency_key: Annotated[str | None, Header()] = None,
 ) -> Any:
     """Upload files to an OpenAI vector store and wait until they are processed."""
     settings = resources.settings
     vector_store_id = id
-    if not _VECTOR_STORE_ID.fullmatch(vector_store_id):
-        raise bad_request("Invalid vector store id: 1-128 letters, digits, '_' or '-'")
-    if not credential:
-        raise bad_request("Missing credential: pass ?credential=<credential id>")
     reject_oversized_body(request, settings)
 
     async with resources.sessionmaker() as session:

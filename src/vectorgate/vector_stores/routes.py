@@ -11,7 +11,7 @@ from fastapi import APIRouter, Header, Query, Request
 
 from vectorgate.db import utcnow
 from vectorgate.deps import OrgCallerDep, ResourcesDep, SessionDep
-from vectorgate.errors import bad_request
+from vectorgate.errors import OrgErrorBody, bad_request, documented_errors
 from vectorgate.ingest import ingest, reject_oversized_body
 from vectorgate.uploads.base64_json import receive_base64_json
 from vectorgate.uploads.idempotency import HashingStream, idempotent
@@ -40,7 +40,11 @@ from vectorgate.vector_stores.service import (
     unregister_vector_store,
 )
 
-router = APIRouter(prefix="/v1/organizations/{org_id}/vector-stores", tags=["vector stores"])
+router = APIRouter(
+    prefix="/v1/organizations/{org_id}/vector-stores",
+    tags=["vector stores"],
+    responses=documented_errors(OrgErrorBody, 400, 401, 404, 409, 413, 415, 429, 500, 502, 504),
+)
 
 _BASE64_BODY: dict[str, Any] = {
     "requestBody": {
