@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -55,6 +56,16 @@ class Service:
             self.env, "credentials", "create", "--org", org, "--name", "main", stdin=openai_key
         )["id"]
         return Tenant(org, key, credential, openai_key)
+
+
+def assert_error(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
+    """An organization-API error: the status, the body shape and the code."""
+    assert response.status_code == status, response.text
+    body: dict[str, Any] = response.json()
+    assert body["success"] is False
+    assert body["error"]["code"] == code
+    assert body["message"]
+    return body
 
 
 @pytest.fixture(scope="module")

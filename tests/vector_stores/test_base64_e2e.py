@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e import Service, Tenant
+from tests.e2e import Service, Tenant, assert_error
 from vectorgate.testing import samples
 from vectorgate.testing.fake_openai import FakeOpenAI
 
@@ -61,15 +61,6 @@ def upload(
         content=body,
         headers={**tenant.headers, "Content-Type": "application/json", **(headers or {})},
     )
-
-
-def assert_error(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    body: dict[str, Any] = response.json()
-    assert body["success"] is False
-    assert body["error"]["code"] == code
-    assert body["message"]
-    return body
 
 
 def status_of(client: httpx.Client, tenant: Tenant, store: str, file_id: str) -> dict[str, Any]:

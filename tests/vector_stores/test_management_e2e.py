@@ -17,7 +17,7 @@ import httpx
 import openai
 import pytest
 
-from tests.e2e import Service, Tenant
+from tests.e2e import Service, Tenant, assert_error
 from vectorgate.testing.fake_openai import FakeOpenAI
 
 pytestmark = pytest.mark.e2e
@@ -43,15 +43,6 @@ FILE_RECORD_FIELDS = {
 
 def org_path(tenant: Tenant, *parts: str) -> str:
     return "/".join([f"/v1/organizations/{tenant.org_id}", *parts])
-
-
-def assert_error(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    body: dict[str, Any] = response.json()
-    assert body["success"] is False
-    assert body["error"]["code"] == code
-    assert body["message"]
-    return body
 
 
 def assert_secret_absent(response: httpx.Response, secret: str) -> None:
