@@ -105,7 +105,18 @@ def test_openapi_describes_the_multipart_upload(client: httpx.Client) -> None:
         "items": {"type": "string", "format": "binary"},
     }
     assert any(p["name"] == "credential" for p in operation["parameters"])
-    assert client.get("/docs").status_code == 200
+
+
+def test_docs_page_works_offline(client: httpx.Client) -> None:
+    """/docs serves Swagger UI from the package, so it renders without internet access."""
+    page = client.get("/docs")
+    assert page.status_code == 200
+    assert "/docs/assets/swagger-ui-bundle.js" in page.text
+    assert "cdn" not in page.text.lower()
+    script = client.get("/docs/assets/swagger-ui-bundle.js")
+    assert script.status_code == 200
+    assert len(script.content) > 500_000
+    assert client.get("/docs/assets/swagger-ui.css").status_code == 200
 
 
 def test_no_secret_appears_in_any_response_or_log_line(
