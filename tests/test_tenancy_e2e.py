@@ -471,6 +471,7 @@ OPEN_PATHS = {
     "/docs/oauth2-redirect",
     "/redoc",
 }
+STATIC_MOUNTS = {"/docs/assets"}
 
 
 def declared_routes() -> set[tuple[str, str]]:
@@ -481,6 +482,9 @@ def declared_routes() -> set[tuple[str, str]]:
     routes: list[Any] = list(flatten(app.routes)) if flatten else list(app.routes)
     declared = set()
     for route in routes:
+        inner = getattr(route, "route", route)
+        if getattr(inner, "path", None) in STATIC_MOUNTS:
+            continue  # static files (Swagger UI), served without a key like /docs itself
         methods = getattr(route, "methods", None)
         assert methods, f"cannot enumerate the routes of {route!r} (a mount?)"
         declared |= {(method, route.path) for method in methods - {"HEAD"}}
