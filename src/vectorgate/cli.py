@@ -19,7 +19,6 @@ from vectorgate.errors import AppError
 from vectorgate.security.encryption import DecryptionError, Secret, load_keyring
 from vectorgate.settings import Settings
 
-Command = Callable[[argparse.Namespace, Settings], Awaitable[dict[str, Any]]]
 
 
 def main(argv: list[str] | None = None) -> int:
