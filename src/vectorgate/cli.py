@@ -20,7 +20,6 @@ from vectorgate.security.encryption import DecryptionError, Secret, load_keyring
 from vectorgate.settings import Settings
 
 
-
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     settings = Settings()
