@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import urllib.parse
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -59,3 +60,27 @@ def staged_leftovers(temp_dir: Path) -> list[Path]:
         for path in temp_dir.rglob("*")
         if not (path.name == ".owner.lock" or (path.is_dir() and path.name.startswith("w-")))
     ]
+
+
+def open_post(base_url: str, target: str, api_key: str, content_length: int) -> socket.socket:
+    """A raw multipart POST with only its head sent: the caller sends as much body as it
+    wants (or none, or closes early) and reads the reply with `read_reply`."""
+    host, port = base_url.removeprefix("http://").split(":")
+    sock = socket.create_connection((host, int(port)), timeout=30)
+    sock.sendall(
+        (
+            f"POST {target} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n"
+            f"X-API-Key: {api_key}\r\nContent-Type: {content_type()}\r\n"
+            f"Content-Length: {content_length}\r\n\r\n"
+        ).encode()
+    )
+    return sock
+
+
+def read_reply(sock: socket.socket) -> bytes:
+    """Everything the server sends until it closes (no half-close before: uvicorn takes
+    the end of the request stream for a disconnect)."""
+    reply = b""
+    while chunk := sock.recv(65536):
+        reply += chunk
+    return reply

@@ -7,7 +7,6 @@ directory must be empty and no file may be left upstream that the caller does no
 from __future__ import annotations
 
 import hashlib
-import socket
 import threading
 import time
 import uuid
@@ -17,7 +16,14 @@ import httpx
 import pytest
 
 from tests.e2e import DEFAULT_SETTINGS, Service, Tenant
-from tests.support import Part, content_type, multipart_body, staged_leftovers
+from tests.support import (
+    Part,
+    content_type,
+    multipart_body,
+    open_post,
+    read_reply,
+    staged_leftovers,
+)
 from vectorgate.testing import samples
 from vectorgate.testing.fake_openai import FakeOpenAI
 from vectorgate.testing.service import run_cli
@@ -48,6 +54,12 @@ def upload(
         params={"credential": credential or tenant.credential_id},
         content=multipart_body(parts),
         headers={"X-API-Key": tenant.api_key, "Content-Type": content_type(), **(headers or {})},
+    )
+
+
+def flowise_target(tenant: Tenant, vector_store: str) -> str:
+    return (
+        f"/api/v1/openai-assistants-vector-store/{vector_store}?credential={tenant.credential_id}"
     )
 
 
@@ -336,18 +348,10 @@ def test_text_one_byte_over_its_limit_is_413_without_upload(
 def test_body_declared_over_the_request_limit_is_413_before_reading(
     service: Service, tenant: Tenant, vector_store: str
 ) -> None:
-    host, port = service.running.base_url.removeprefix("http://").split(":")
-    with socket.create_connection((host, int(port)), timeout=10) as sock:
-        sock.sendall(
-            (
-                f"POST /api/v1/openai-assistants-vector-store/{vector_store}"
-                f"?credential={tenant.credential_id} HTTP/1.1\r\n"
-                f"Host: {host}\r\nX-API-Key: {tenant.api_key}\r\n"
-                f"Content-Type: {content_type()}\r\nContent-Length: {10**12}\r\n\r\n"
-            ).encode()
-        )
-        reply = sock.recv(65536).decode(errors="replace")
-    assert reply.startswith("HTTP/1.1 413"), reply
+    target = flowise_target(tenant, vector_store)
+    with open_post(service.running.base_url, target, tenant.api_key, 10**12) as sock:
+        reply = read_reply(sock)
+    assert reply.startswith(b"HTTP/1.1 413"), reply[:300]
 
 
 # --- 415 ----------------------------------------------------------------------------
@@ -498,16 +502,8 @@ def test_client_disconnect_mid_body_leaves_nothing_behind(
     service: Service, tenant: Tenant, vector_store: str, fake: FakeOpenAI
 ) -> None:
     body = multipart_body([pdf("partial.pdf", 4 * MiB)])
-    host, port = service.running.base_url.removeprefix("http://").split(":")
-    with socket.create_connection((host, int(port)), timeout=10) as sock:
-        sock.sendall(
-            (
-                f"POST /api/v1/openai-assistants-vector-store/{vector_store}"
-                f"?credential={tenant.credential_id} HTTP/1.1\r\n"
-                f"Host: {host}\r\nX-API-Key: {tenant.api_key}\r\n"
-                f"Content-Type: {content_type()}\r\nContent-Length: {len(body)}\r\n\r\n"
-            ).encode()
-        )
+    target = flowise_target(tenant, vector_store)
+    with open_post(service.running.base_url, target, tenant.api_key, len(body)) as sock:
         sock.sendall(body[: 2 * MiB])
         deadline = time.monotonic() + 5
         while not staged_leftovers(service.temp_dir):  # the request is being staged
@@ -523,25 +519,15 @@ def test_a_file_goes_upstream_while_the_rest_of_the_body_is_still_arriving(
 ) -> None:
     body = multipart_body([pdf("first.pdf", 200_000), pdf("second.pdf", 200_000)])
     second_starts = body.index(b"second.pdf")  # the first part and its closing boundary
-    host, port = service.running.base_url.removeprefix("http://").split(":")
-    with socket.create_connection((host, int(port)), timeout=30) as sock:
-        sock.sendall(
-            (
-                f"POST /api/v1/openai-assistants-vector-store/{vector_store}"
-                f"?credential={tenant.credential_id} HTTP/1.1\r\n"
-                f"Host: {host}\r\nX-API-Key: {tenant.api_key}\r\nConnection: close\r\n"
-                f"Content-Type: {content_type()}\r\nContent-Length: {len(body)}\r\n\r\n"
-            ).encode()
-        )
+    target = flowise_target(tenant, vector_store)
+    with open_post(service.running.base_url, target, tenant.api_key, len(body)) as sock:
         sock.sendall(body[:second_starts])
         deadline = time.monotonic() + 10
         while [f.filename for f in fake.files_for(tenant.openai_key)] != ["first.pdf"]:
             assert time.monotonic() < deadline, "the first file did not go upstream early"
             time.sleep(0.02)
         sock.sendall(body[second_starts:])
-        reply = b""
-        while chunk := sock.recv(65536):
-            reply += chunk
+        reply = read_reply(sock)
     assert reply.startswith(b"HTTP/1.1 200"), reply[:300]
     assert b'"first.pdf"' in reply
     assert b'"second.pdf"' in reply

@@ -6,7 +6,6 @@ autouse fixture) and nothing of the request left upstream.
 
 from __future__ import annotations
 
-import socket
 import time
 from collections.abc import Iterator
 
@@ -14,7 +13,7 @@ import httpx
 import pytest
 
 from tests.e2e import Service, Tenant
-from tests.support import Part, content_type, multipart_body
+from tests.support import Part, content_type, multipart_body, open_post, read_reply
 from vectorgate.testing import samples
 from vectorgate.testing.fake_openai import FakeOpenAI
 
@@ -32,25 +31,20 @@ def flowise_url(tenant: Tenant, store: str) -> str:
     return f"/api/v1/openai-assistants-vector-store/{store}?credential={tenant.credential_id}"
 
 
-def raw_request(service: Service, head: str, body: bytes, *, close_early: bool = False) -> bytes:
-    host, port = service.running.base_url.removeprefix("http://").split(":")
-    with socket.create_connection((host, int(port)), timeout=30) as sock:
-        sock.sendall(head.encode() + body)
-        if close_early:
-            return b""
-        # No half-close: uvicorn takes the end of the request stream for a disconnect.
-        reply = b""
-        while chunk := sock.recv(65536):
-            reply += chunk
-        return reply
-
-
-def head(tenant: Tenant, store: str, length: int) -> str:
-    return (
-        f"POST {flowise_url(tenant, store)} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
-        f"X-API-Key: {tenant.api_key}\r\nContent-Type: {content_type()}\r\n"
-        f"Content-Length: {length}\r\n\r\n"
-    )
+def raw_request(
+    service: Service,
+    tenant: Tenant,
+    store: str,
+    length: int,
+    body: bytes,
+    *,
+    close_early: bool = False,
+) -> bytes:
+    with open_post(
+        service.running.base_url, flowise_url(tenant, store), tenant.api_key, length
+    ) as sock:
+        sock.sendall(body)
+        return b"" if close_early else read_reply(sock)
 
 
 def parts() -> list[Part]:
@@ -78,7 +72,7 @@ def test_a_content_length_shorter_than_the_body_is_a_malformed_body(
     service: Service, tenant: Tenant, store: str, fake: FakeOpenAI
 ) -> None:
     body = multipart_body(parts())
-    reply = raw_request(service, head(tenant, store, len(body) - 50), body)
+    reply = raw_request(service, tenant, store, len(body) - 50, body)
     assert reply.startswith(b"HTTP/1.1 400"), reply[:200]
     assert fake.files_for(tenant.openai_key) == []
 
@@ -87,7 +81,7 @@ def test_a_content_length_longer_than_the_body_leaves_nothing(
     service: Service, tenant: Tenant, store: str, fake: FakeOpenAI
 ) -> None:
     body = multipart_body(parts())
-    raw_request(service, head(tenant, store, len(body) + 10_000), body, close_early=True)
+    raw_request(service, tenant, store, len(body) + 10_000, body, close_early=True)
     time.sleep(0.5)
     assert fake.files_for(tenant.openai_key) == []
 
@@ -97,7 +91,7 @@ def test_huge_part_headers_are_400(service: Service, tenant: Tenant, store: str)
         f"--vgtestboundary7MA4YWxkTrZu0gW\r\nContent-Disposition: form-data; "
         f'name="files"; filename="a.pdf"\r\nX-Junk: {"j" * 100_000}\r\n\r\n%PDF-'
     ).encode()
-    reply = raw_request(service, head(tenant, store, len(body)), body)
+    reply = raw_request(service, tenant, store, len(body), body)
     assert reply.startswith(b"HTTP/1.1 400"), reply[:200]
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import signal
-import socket
 import time
 import uuid
 from collections.abc import Callable
@@ -13,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support import Part, content_type, multipart_body, staged_leftovers
+from tests.support import Part, content_type, multipart_body, open_post, staged_leftovers
 from vectorgate.migrate import upgrade_to_head
 from vectorgate.testing import samples
 from vectorgate.testing.fake_openai import FakeOpenAI
@@ -72,16 +71,9 @@ def test_sigkill_mid_upload_and_mid_poll_then_restart(
         parts = [Part(f"{i}.pdf", samples.pdf_bytes(50_000), "application/pdf") for i in range(3)]
         body = multipart_body(parts)
         cut = body.index(b'filename="2.pdf"')
-        host, port = first.base_url.removeprefix("http://").split(":")
-        sock = socket.create_connection((host, int(port)), timeout=30)
-        sock.sendall(
-            (
-                f"POST /api/v1/openai-assistants-vector-store/{store}?credential={cred['id']} "
-                f"HTTP/1.1\r\nHost: {host}\r\nX-API-Key: {key}\r\n"
-                f"Content-Type: {content_type()}\r\nContent-Length: {len(body)}\r\n\r\n"
-            ).encode()
-            + body[:cut]
-        )
+        target = f"/api/v1/openai-assistants-vector-store/{store}?credential={cred['id']}"
+        sock = open_post(first.base_url, target, key, len(body))
+        sock.sendall(body[:cut])
         wait_until(
             lambda: {"0.pdf", "1.pdf"} <= {f.filename for f in fake.files_for(openai_key)},
             "the first two files never reached the fake",
