@@ -30,6 +30,7 @@ from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
+from urllib.parse import quote
 
 import fastapi.routing
 import httpx
@@ -87,7 +88,7 @@ class Call:
     def send(self, client: httpx.Client, auth: Mapping[str, str]) -> httpx.Response:
         return client.request(
             self.method,
-            self.url,
+            quote(self.url),  # httpx refuses a raw NUL: send it as %00
             params=self.params,
             json=self.json,
             content=self.content,
@@ -559,6 +560,43 @@ def test_naming_another_orgs_id_is_404_like_an_id_that_does_not_exist(
 
     assert_not_found(foreign, route)
     same_as_nonexistent(foreign, control, ids)
+    assert_nothing_changed(world, client, fake_openai)
+
+
+# (e) Ids no one hands out: a NUL (PostgreSQL cannot store one), too long for any
+# column, SQL quoting, an RTL override. A 400 (the id alphabet is documented), or for the
+# organization in the path the same 404 as for any other organization; never a 5xx.
+HOSTILE_IDS = {
+    "nul": "vs_\x00nul",
+    "long": "x" * 10_000,
+    "quote": "x' OR '1'='1",
+    "rtl-override": "vs_\u202egnp.exe",
+}
+ORGANIZATION = Swap("its-organization", ("org_id",))
+HOSTILE_CASES = [
+    pytest.param(r, s, id=f"{r.name}-{s.label}")
+    for r in ROUTES
+    for s in (r.swaps if r.flowise else (ORGANIZATION, *r.swaps))
+]
+
+
+@pytest.mark.parametrize(("route", "swap"), HOSTILE_CASES)
+def test_a_malformed_id_is_refused_cleanly(
+    world: World, client: httpx.Client, fake_openai: FakeOpenAI, route: Route, swap: Swap
+) -> None:
+    for label, hostile in HOSTILE_IDS.items():
+        call = route.build(replace(world.b.refs, **dict.fromkeys(swap.fields, hostile)))
+        response = call.send(client, world.b.tenant.headers)
+
+        if swap is ORGANIZATION:
+            assert_not_found(response, route)
+        else:
+            assert response.status_code == 400, (label, response.text)
+            body = response.json()
+            if route.flowise:
+                assert body["statusCode"] == 400
+            else:
+                assert body["error"]["code"] == "INVALID_REQUEST", (label, body)
     assert_nothing_changed(world, client, fake_openai)
 
 

@@ -206,6 +206,7 @@ async def _revoke_key(args: argparse.Namespace, settings: Settings) -> dict[str,
 
 
 async def _create_credential(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
+    from vectorgate.credentials.schemas import check_api_key
     from vectorgate.credentials.service import create_credential
     from vectorgate.errors import not_found
     from vectorgate.organizations.service import get_organization
@@ -213,6 +214,7 @@ async def _create_credential(args: argparse.Namespace, settings: Settings) -> di
     api_key = Secret(sys.stdin.readline().strip())
     if not api_key.reveal():
         raise ValueError("no OpenAI API key on standard input")
+    check_api_key(api_key.reveal())
     keyring = load_keyring(settings.encryption_keys.get_secret_value(), settings.data_dir)
 
     async def work(session: AsyncSession) -> dict[str, Any]:

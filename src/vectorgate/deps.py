@@ -7,13 +7,14 @@ from dataclasses import dataclass
 from typing import Annotated
 
 import openai
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from vectorgate.db import unit_of_work
 from vectorgate.errors import not_found, unauthorized
 from vectorgate.organizations.service import authenticate
+from vectorgate.schemas import ID_PATTERN
 from vectorgate.security.encryption import Keyring
 from vectorgate.settings import Settings
 from vectorgate.uploads.staging import StagingArea
@@ -95,3 +96,5 @@ async def get_org_caller(org_id: str, caller: CallerDep) -> Caller:
 
 
 OrgCallerDep = Annotated[Caller, Depends(get_org_caller)]
+
+PathId = Annotated[str, Path(pattern=ID_PATTERN)]

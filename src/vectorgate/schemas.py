@@ -6,6 +6,14 @@ from datetime import datetime
 
 from pydantic import BaseModel, field_serializer
 
+ID_PATTERN = r"^[A-Za-z0-9_-]{1,128}$"
+"""Every id this service or OpenAI hands out (org_, vsf_, vs_, file-, UUIDs) fits it;
+anything else is a 400 before it reaches the database (PostgreSQL cannot even compare a
+string holding NUL)."""
+
+NAME_PATTERN = r"^[^\x00-\x1f\x7f]+$"
+"""Names people give things: any text but control characters."""
+
 
 def iso_millis(value: datetime) -> str:
     """`2025-01-14T10:12:01.850Z`: UTC with milliseconds, the shape the API documents."""

@@ -105,6 +105,10 @@ def test_openapi_describes_the_multipart_upload(client: httpx.Client) -> None:
         "items": {"type": "string", "format": "binary"},
     }
     assert any(p["name"] == "credential" for p in operation["parameters"])
+    answer = operation["responses"]["200"]["content"]["application/json"]["schema"]
+    assert answer["items"] == {"$ref": "#/components/schemas/OpenAIFile"}
+    assert "422" not in json.dumps(schema["paths"])
+    assert "HTTPValidationError" not in json.dumps(schema)
 
 
 def test_docs_page_works_offline(client: httpx.Client) -> None:

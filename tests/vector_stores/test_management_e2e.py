@@ -202,8 +202,24 @@ def test_listing_credentials_shows_every_credential_by_hint_only(
         {"name": "", "api_key": "sk-valid-looking-key"},
         {"name": "x", "api_key": "sk-1234"},  # shorter than any real key
         {"name": "x", "api_key": "sk-" + "k" * 600},
+        {"name": "x", "api_key": "sk-with a-space"},
+        {"name": "x", "api_key": "sk-with-a-nul\u0000"},
+        {"name": "x", "api_key": "sk-with-a-newline\r\nX-Injected: 1"},
+        {"name": "nul\u0000", "api_key": "sk-valid-looking-key"},
+        {"name": "line\nbreak", "api_key": "sk-valid-looking-key"},
     ],
-    ids=["no-key", "no-name", "empty-name", "key-too-short", "key-too-long"],
+    ids=[
+        "no-key",
+        "no-name",
+        "empty-name",
+        "key-too-short",
+        "key-too-long",
+        "key-with-space",
+        "key-with-nul",
+        "key-with-header-injection",
+        "name-with-nul",
+        "name-with-line-break",
+    ],
 )
 def test_invalid_credential_bodies_are_400_without_echoing_the_key(
     client: httpx.Client, tenant: Tenant, body: dict[str, str]
@@ -347,8 +363,9 @@ def test_registering_a_store_twice_is_409(
         {},
         {"name": ""},
         {"vector_store_id": "vs/../../files"},
+        {"name": "nul\u0000"},
     ],
-    ids=["name-and-id", "neither", "empty-name", "malformed-id"],
+    ids=["name-and-id", "neither", "empty-name", "malformed-id", "name-with-nul"],
 )
 def test_a_store_body_needs_exactly_one_of_name_and_id_else_400(
     client: httpx.Client, tenant: Tenant, fake: FakeOpenAI, body: dict[str, str]

@@ -8,7 +8,7 @@ from sqlalchemy import select
 from vectorgate.credentials.models import Credential
 from vectorgate.credentials.schemas import CredentialCreate, CredentialList, CredentialOut
 from vectorgate.credentials.service import create_credential, get_credential
-from vectorgate.deps import OrgCallerDep, ResourcesDep, SessionDep
+from vectorgate.deps import OrgCallerDep, PathId, ResourcesDep, SessionDep
 from vectorgate.errors import AppError, ErrorCode, OrgErrorBody, documented_errors
 from vectorgate.security.encryption import Secret
 from vectorgate.vector_stores.models import VectorStore
@@ -51,7 +51,7 @@ async def list_credentials(caller: OrgCallerDep, session: SessionDep) -> Credent
 
 @router.delete("/{credential_id}")
 async def delete_credential(
-    credential_id: str, caller: OrgCallerDep, session: SessionDep
+    credential_id: PathId, caller: OrgCallerDep, session: SessionDep
 ) -> Deleted:
     """Delete a credential that no registered vector store uses."""
     credential = await get_credential(session, caller.organization_id, credential_id)

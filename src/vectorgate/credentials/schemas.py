@@ -1,16 +1,31 @@
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, field_validator
 
-from vectorgate.schemas import Timestamped
+from vectorgate.schemas import NAME_PATTERN, Timestamped
+
+_VISIBLE_ASCII = re.compile(r"[!-~]+")
+
+
+def check_api_key(key: str) -> None:
+    """OpenAI keys are visible ASCII; anything else could not even be sent in a header."""
+    if not _VISIBLE_ASCII.fullmatch(key):
+        raise ValueError("an OpenAI API key is printable ASCII without spaces")
 
 
 class CredentialCreate(BaseModel):
-    name: str = Field(min_length=1, max_length=200)
+    name: str = Field(max_length=200, pattern=NAME_PATTERN)
     api_key: SecretStr = Field(min_length=8, max_length=512)
+
+    @field_validator("api_key")
+    @classmethod
+    def _printable(cls, value: SecretStr) -> SecretStr:
+        check_api_key(value.get_secret_value())
+        return value
 
 
 class CredentialOut(Timestamped):

@@ -6,14 +6,15 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Annotated, Any
 
-import fastapi
 from fastapi import APIRouter, Header, Query, Request
 
 from vectorgate.credentials.service import get_credential, reveal_key
-from vectorgate.deps import CallerDep, ResourcesDep
+from vectorgate.deps import CallerDep, PathId, ResourcesDep
 from vectorgate.errors import FlowiseErrorBody, documented_errors
+from vectorgate.flowise.schemas import OpenAIFile
 from vectorgate.ingest import ingest, reject_oversized_body
 from vectorgate.observability import phase
+from vectorgate.schemas import ID_PATTERN
 from vectorgate.uploads.idempotency import HashingStream, idempotent
 from vectorgate.uploads.multipart import FILES_FIELD, receive_multipart
 from vectorgate.uploads.staging import StagedFile
@@ -48,13 +49,17 @@ _MULTIPART_BODY: dict[str, Any] = {
 }
 
 
-@router.post("/api/v1/openai-assistants-vector-store/{id}", openapi_extra=_MULTIPART_BODY)
+@router.post(
+    "/api/v1/openai-assistants-vector-store/{id}",
+    openapi_extra=_MULTIPART_BODY,
+    responses={200: {"model": list[OpenAIFile], "description": "The uploaded files, in order"}},
+)
 async def upload_to_vector_store(
     request: Request,
     caller: CallerDep,
     resources: ResourcesDep,
-    id: Annotated[str, fastapi.Path(pattern=r"^[A-Za-z0-9_-]{1,128}$")],
-    credential: Annotated[str, Query(min_length=1)],
+    id: PathId,
+    credential: Annotated[str, Query(pattern=ID_PATTERN)],
     idempotency_key: Annotated[str | None, Header()] = None,
 ) -> Any:
     """Upload files to an OpenAI vector store and wait until they are processed."""

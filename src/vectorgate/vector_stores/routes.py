@@ -10,9 +10,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Query, Request
 
 from vectorgate.db import utcnow
-from vectorgate.deps import OrgCallerDep, ResourcesDep, SessionDep
+from vectorgate.deps import OrgCallerDep, PathId, ResourcesDep, SessionDep
 from vectorgate.errors import OrgErrorBody, bad_request, documented_errors
 from vectorgate.ingest import ingest, reject_oversized_body
+from vectorgate.schemas import ID_PATTERN
 from vectorgate.uploads.base64_json import receive_base64_json
 from vectorgate.uploads.idempotency import HashingStream, idempotent
 from vectorgate.uploads.staging import StagedFile
@@ -106,7 +107,7 @@ async def list_stores(caller: OrgCallerDep, session: SessionDep) -> VectorStoreL
 
 @router.get("/{vector_store_id}")
 async def get_store(
-    vector_store_id: str, caller: OrgCallerDep, session: SessionDep
+    vector_store_id: PathId, caller: OrgCallerDep, session: SessionDep
 ) -> VectorStoreOut:
     """Get a registered vector store."""
     store = await get_vector_store(session, caller.organization_id, vector_store_id)
@@ -115,7 +116,7 @@ async def get_store(
 
 @router.delete("/{vector_store_id}")
 async def remove_store(
-    vector_store_id: str,
+    vector_store_id: PathId,
     caller: OrgCallerDep,
     session: SessionDep,
     resources: ResourcesDep,
@@ -135,7 +136,7 @@ async def remove_store(
     openapi_extra=_BASE64_BODY,
 )
 async def upload_base64(
-    vector_store_id: str,
+    vector_store_id: PathId,
     request: Request,
     caller: OrgCallerDep,
     resources: ResourcesDep,
@@ -187,12 +188,12 @@ async def upload_base64(
 
 @router.get("/{vector_store_id}/files")
 async def list_files(
-    vector_store_id: str,
+    vector_store_id: PathId,
     caller: OrgCallerDep,
     session: SessionDep,
     status: ProcessingStatus | None = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    after: str | None = None,
+    after: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
 ) -> FileList:
     """List the vector store's file records, newest first (cursor: `after` = last id)."""
     store = await get_vector_store(session, caller.organization_id, vector_store_id)
@@ -205,8 +206,8 @@ async def list_files(
 
 @router.get("/{vector_store_id}/files/{file_id}/status")
 async def file_status(
-    vector_store_id: str,
-    file_id: str,
+    vector_store_id: PathId,
+    file_id: PathId,
     caller: OrgCallerDep,
     session: SessionDep,
     resources: ResourcesDep,

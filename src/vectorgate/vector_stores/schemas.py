@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from vectorgate.schemas import Timestamped
+from vectorgate.schemas import ID_PATTERN, NAME_PATTERN, Timestamped
 
 ProcessingStatus = Literal["pending", "processing", "completed", "failed"]
 
@@ -52,9 +52,9 @@ class FileList(BaseModel):
 
 
 class VectorStoreCreate(BaseModel):
-    credential_id: str
-    name: str | None = Field(default=None, min_length=1, max_length=200)
-    vector_store_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]{1,128}$")
+    credential_id: str = Field(pattern=ID_PATTERN)
+    name: str | None = Field(default=None, max_length=200, pattern=NAME_PATTERN)
+    vector_store_id: str | None = Field(default=None, pattern=ID_PATTERN)
 
 
 class VectorStoreOut(Timestamped):
