@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
-from pydantic import BaseModel, field_serializer
+from pydantic import BaseModel, StringConstraints, field_serializer
 
 ID_PATTERN = r"^[A-Za-z0-9_-]{1,128}$"
 """Every id this service or OpenAI hands out (org_, vsf_, vs_, file-, UUIDs) fits it;
@@ -13,6 +14,9 @@ string holding NUL)."""
 
 NAME_PATTERN = r"^[^\x00-\x1f\x7f]+$"
 """Names people give things: any text but control characters."""
+
+Id = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
+Name = Annotated[str, StringConstraints(max_length=200, pattern=NAME_PATTERN)]
 
 
 def iso_millis(value: datetime) -> str:

@@ -102,6 +102,7 @@ def test_openapi_describes_the_multipart_upload(client: httpx.Client) -> None:
     body = operation["requestBody"]["content"]["multipart/form-data"]["schema"]
     assert body["properties"]["files"] == {
         "type": "array",
+        "minItems": 1,
         "items": {"type": "string", "format": "binary"},
     }
     assert any(p["name"] == "credential" for p in operation["parameters"])

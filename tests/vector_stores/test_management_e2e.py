@@ -364,8 +364,9 @@ def test_registering_a_store_twice_is_409(
         {"name": ""},
         {"vector_store_id": "vs/../../files"},
         {"name": "nul\u0000"},
+        {"name": None, "vector_store_id": "vs_abc"},
     ],
-    ids=["name-and-id", "neither", "empty-name", "malformed-id", "name-with-nul"],
+    ids=["name-and-id", "neither", "empty-name", "malformed-id", "name-with-nul", "null-name"],
 )
 def test_a_store_body_needs_exactly_one_of_name_and_id_else_400(
     client: httpx.Client, tenant: Tenant, fake: FakeOpenAI, body: dict[str, str]

@@ -6,9 +6,9 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, SecretStr, field_validator
 
-from vectorgate.schemas import NAME_PATTERN, Timestamped
+from vectorgate.schemas import Name, Timestamped
 
-_VISIBLE_ASCII = re.compile(r"[!-~]+")
+_VISIBLE_ASCII = re.compile(r"^[!-~]+$")
 
 
 def check_api_key(key: str) -> None:
@@ -18,8 +18,11 @@ def check_api_key(key: str) -> None:
 
 
 class CredentialCreate(BaseModel):
-    name: str = Field(max_length=200, pattern=NAME_PATTERN)
-    api_key: SecretStr = Field(min_length=8, max_length=512)
+    name: Name
+    # SecretStr takes no `pattern`: the validator below enforces what the schema documents.
+    api_key: SecretStr = Field(
+        min_length=8, max_length=512, json_schema_extra={"pattern": _VISIBLE_ASCII.pattern}
+    )
 
     @field_validator("api_key")
     @classmethod

@@ -39,6 +39,7 @@ _MULTIPART_BODY: dict[str, Any] = {
                     "properties": {
                         FILES_FIELD: {
                             "type": "array",
+                            "minItems": 1,
                             "items": {"type": "string", "format": "binary"},
                         }
                     },

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Header, Query, Request
 
 from vectorgate.db import utcnow
 from vectorgate.deps import OrgCallerDep, PathId, ResourcesDep, SessionDep
-from vectorgate.errors import OrgErrorBody, bad_request, documented_errors
+from vectorgate.errors import OrgErrorBody, documented_errors
 from vectorgate.ingest import ingest, reject_oversized_body
 from vectorgate.schemas import ID_PATTERN
 from vectorgate.uploads.base64_json import receive_base64_json
@@ -82,8 +82,6 @@ async def add_vector_store(
     body: VectorStoreCreate, caller: OrgCallerDep, session: SessionDep, resources: ResourcesDep
 ) -> VectorStoreOut:
     """Create a vector store at OpenAI and register it, or register an existing one."""
-    if (body.name is None) == (body.vector_store_id is None):
-        raise bad_request("Give exactly one of 'name' (to create) or 'vector_store_id'")
     store = await register_vector_store(
         session,
         resources.keyring,

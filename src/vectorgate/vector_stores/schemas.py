@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, field_validator, model_validator
+from pydantic.json_schema import SkipJsonSchema
 
-from vectorgate.schemas import ID_PATTERN, NAME_PATTERN, Timestamped
+from vectorgate.schemas import Id, Name, Timestamped
 
 ProcessingStatus = Literal["pending", "processing", "completed", "failed"]
 
@@ -52,9 +53,29 @@ class FileList(BaseModel):
 
 
 class VectorStoreCreate(BaseModel):
-    credential_id: str = Field(pattern=ID_PATTERN)
-    name: str | None = Field(default=None, max_length=200, pattern=NAME_PATTERN)
-    vector_store_id: str | None = Field(default=None, pattern=ID_PATTERN)
+    """Exactly one of `name` (create the store upstream) and `vector_store_id` (register an
+    existing one); the schema says so, and null is not a way of leaving one out."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"oneOf": [{"required": ["name"]}, {"required": ["vector_store_id"]}]}
+    )
+
+    credential_id: Id
+    name: Name | SkipJsonSchema[None] = None
+    vector_store_id: Id | SkipJsonSchema[None] = None
+
+    @field_validator("name", "vector_store_id", mode="before")
+    @classmethod
+    def _not_null(cls, value: object) -> object:
+        if value is None:
+            raise ValueError("must be a string when given")
+        return value
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> VectorStoreCreate:
+        if (self.name is None) == (self.vector_store_id is None):
+            raise ValueError("give exactly one of 'name' (to create) or 'vector_store_id'")
+        return self
 
 
 class VectorStoreOut(Timestamped):
