@@ -98,6 +98,14 @@ def test_credential_needs_a_key_on_stdin(cli: Any) -> None:
     )
 
 
+def test_a_key_that_could_not_be_sent_in_a_header_is_refused(cli: Any) -> None:
+    org = cli("orgs", "create", "Acme")["id"]
+    bad_key = "sk-has a space-0123456789"
+    result = cli("credentials", "create", "--org", org, "--name", "x", stdin=bad_key, expect=1)
+    assert "printable ASCII" in result["error"]
+    assert bad_key not in json.dumps(result)
+
+
 def test_rotation_moves_every_credential_to_the_first_key(
     cli: Any, database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -4,8 +4,9 @@ Every generated request must get a non-5xx answer whose status, content type and
 match the schema; schema-valid requests must not be refused and invalid ones must be.
 Ids are drawn, most of the time, from the tenant's real organization, credential, vector
 store and file, so requests get past the 404s into the routes' own logic; the rest of the
-time they are generated like any other value. Bounded (`--max-examples`) so it stays a
-CI-sized run; the seed is printed on failure.
+time they are generated like any other value. Bounded (`--max-examples`, deterministic)
+so it stays a CI-sized run; for a longer random hunt set VECTORGATE_TEST_FUZZ_SECONDS
+(fuzzing and stateful phases repeat until the time is spent; the seed is printed).
 """
 
 from __future__ import annotations
@@ -90,6 +91,13 @@ def known_ids(client: httpx.Client, tenant: Tenant, fake: FakeOpenAI) -> dict[st
     }
 
 
+def budget() -> list[str]:
+    seconds = os.environ.get("VECTORGATE_TEST_FUZZ_SECONDS")
+    if seconds:
+        return ["--max-examples", "200", "--max-time", seconds]
+    return ["--max-examples", "25", "--generation-deterministic"]
+
+
 def test_schemathesis_finds_no_failure(
     service: Service, tenant: Tenant, client: httpx.Client, fake: FakeOpenAI, tmp_path: Path
 ) -> None:
@@ -102,7 +110,7 @@ def test_schemathesis_finds_no_failure(
             "run", f"{service.running.base_url}/openapi.json",
             "--header", f"X-API-Key: {tenant.api_key}",
             "--checks", "all", "--exclude-checks", EXCLUDED,
-            "--max-examples", "25", "--generation-deterministic",
+            *budget(),
             "--request-timeout", "30",
         ],
         capture_output=True, text=True, timeout=600, cwd=tmp_path,
