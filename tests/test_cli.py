@@ -98,6 +98,23 @@ def test_credential_needs_a_key_on_stdin(cli: Any) -> None:
     )
 
 
+def test_commands_on_an_unmigrated_database_say_to_migrate(
+    empty_database_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    data_dir = tmp_path / "not-yet"  # not even the data directory exists
+    monkeypatch.setenv("VECTORGATE_DATA_DIR", str(data_dir))
+    monkeypatch.setenv("VECTORGATE_DATABASE_URL", empty_database_url)
+    assert main(["orgs", "create", "Acme", "--json"]) == 1
+    assert "run `vectorgate migrate`" in json.loads(capsys.readouterr().out)["error"]
+    assert main(["migrate", "--json"]) == 0
+    capsys.readouterr()
+    assert main(["orgs", "create", "Acme", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["id"].startswith("org_")
+
+
 def test_a_key_that_could_not_be_sent_in_a_header_is_refused(cli: Any) -> None:
     org = cli("orgs", "create", "Acme")["id"]
     bad_key = "sk-has a space-0123456789"

@@ -156,8 +156,20 @@ def _migrate(settings: Settings) -> dict[str, Any]:
 async def _in_transaction(
     settings: Settings, work: Callable[[AsyncSession], Awaitable[dict[str, Any]]]
 ) -> dict[str, Any]:
+    """Run `work` in one transaction, on a database whose schema is this version's."""
+    from vectorgate.migrate import current_revision, head_revision
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)  # where the SQLite default lives
     engine = create_engine(settings.resolved_database_url)
     try:
+        async with engine.connect() as connection:
+            revision = await connection.run_sync(current_revision)
+        if revision != head_revision():
+            state = f"at revision {revision}" if revision else "empty"
+            raise ValueError(
+                f"the database is {state}, this version needs {head_revision()}: "
+                "run `vectorgate migrate` (or start `vectorgate serve`, which migrates) first"
+            )
         async with create_sessionmaker(engine)() as session, session.begin():
             return await work(session)
     finally:
