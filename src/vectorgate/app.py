@@ -87,7 +87,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             CORSMiddleware,
             allow_origins=settings.cors_origins,
             allow_methods=["GET", "POST", "DELETE"],
-            allow_headers=["Authorization", "X-API-Key", "Idempotency-Key", "Content-Type"],
+            allow_headers=[
+                "Authorization",
+                "X-API-Key",
+                "Idempotency-Key",
+                "Content-Type",
+                "X-Request-ID",
+            ],
             expose_headers=["X-Request-ID", "Retry-After"],
         )
     # Outermost, so every response (errors and CORS preflights too) gets a request id.

@@ -1,9 +1,11 @@
-"""/docs in a real browser: Swagger UI's "Try it out" sends uploads that work.
+"""Browsers as clients: /docs' "Try it out" and a web app on another origin.
 
 Headless Chromium, driven by Playwright, loads the service's own /docs page, authorizes
 with an API key, fills the form and presses Execute; the fake OpenAI then holds exactly the
-files the browser picked. Needs a Chromium binary: Debian's `chromium` package, or any
-Chromium named by VECTORGATE_TEST_CHROMIUM. Without one the tests skip, unless
+files the browser picked. A page served from another origin uploads with `fetch` through
+CORS (preflight included) when that origin is allowed, and the browser blocks it when not.
+Needs a Chromium binary: Debian's `chromium` package, or any Chromium named by
+VECTORGATE_TEST_CHROMIUM. Without one the tests skip, unless
 VECTORGATE_TEST_REQUIRE_BROWSER=1 (set by CI) makes that a failure.
 """
 
@@ -13,7 +15,9 @@ import base64
 import json
 import os
 import shutil
+import threading
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +30,7 @@ from tests.e2e import Service, Tenant
 from vectorgate.flowise.schemas import OpenAIFile
 from vectorgate.testing import samples
 from vectorgate.testing.fake_openai import FakeOpenAI
+from vectorgate.testing.service import free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -35,6 +40,12 @@ BASE64_OPERATION = (
     "__vector_store_id__files_upload_base64_post"
 )
 TIMEOUT_MS = 30_000
+
+# Two web apps on origins of their own (same host, other ports): only the first is allowed.
+ALLOWED_PORT, FOREIGN_PORT = free_port(), free_port()
+ALLOWED_ORIGIN = f"http://127.0.0.1:{ALLOWED_PORT}"
+FOREIGN_ORIGIN = f"http://127.0.0.1:{FOREIGN_PORT}"
+SERVICE_SETTINGS = {"cors_origins": ALLOWED_ORIGIN}
 
 
 def _chromium() -> str | None:
@@ -62,18 +73,75 @@ def browser() -> Iterator[Browser]:
 
 
 @pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
+def problems() -> list[str]:
+    """The page's console errors and failed requests; a test expecting some clears them."""
+    return []
+
+
+@pytest.fixture
+def page(browser: Browser, problems: list[str]) -> Iterator[Page]:
     """A fresh browser tab; any console error or failed request fails the test."""
     context = browser.new_context()
     page = context.new_page()
     page.set_default_timeout(TIMEOUT_MS)
-    problems: list[str] = []
     page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
     page.on("pageerror", lambda e: problems.append(str(e)))
     page.on("requestfailed", lambda r: problems.append(f"{r.url}: {r.failure}"))
     yield page
     context.close()
     assert problems == []
+
+
+class _BlankPage(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:  # noqa: N802 (the stdlib's name)
+        body = b"<!doctype html><title>a web app</title>"
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        pass
+
+
+@pytest.fixture(scope="module")
+def web_apps() -> Iterator[None]:
+    """Blank pages at ALLOWED_ORIGIN and FOREIGN_ORIGIN, to run `fetch` from."""
+    servers = [
+        ThreadingHTTPServer(("127.0.0.1", p), _BlankPage) for p in (ALLOWED_PORT, FOREIGN_PORT)
+    ]
+    for server in servers:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+# Runs in the page: a multipart upload as a web app would send it, with the headers that
+# make the browser ask for a preflight first.
+FETCH_UPLOAD = """async ([url, apiKey]) => {
+    const form = new FormData();
+    form.append("files", new File(["from another origin\\n"], "cross.txt", {type: "text/plain"}));
+    form.append("files", new File(["# second\\n"], "second.md", {type: "text/markdown"}));
+    try {
+        const response = await fetch(url, {
+            method: "POST",
+            body: form,
+            headers: {
+                "X-API-Key": apiKey, "Idempotency-Key": "browser-1", "X-Request-ID": "web-app-42",
+            },
+        });
+        return {
+            status: response.status,
+            body: await response.json(),
+            requestId: response.headers.get("X-Request-ID"),
+        };
+    } catch (error) {
+        return {blocked: String(error)};
+    }
+}"""
 
 
 def open_docs(page: Page, service: Service, *, api_key: str, scheme: str) -> None:
@@ -164,3 +232,43 @@ def test_docs_page_sends_a_base64_upload(
     assert {f["processing_status"] for f in body["files"]} == {"pending"}
     contents = [fake.file_content(f.id) for f in fake.files_for(tenant.openai_key)]
     assert sorted(contents) == [b"# second", b"first"]
+
+
+def upload_from(page: Page, origin: str, service: Service, tenant: Tenant, store: str) -> Any:
+    """Open a page at `origin` and run FETCH_UPLOAD there against the Flowise route."""
+    page.goto(origin)
+    url = (
+        f"{service.running.base_url}/api/v1/openai-assistants-vector-store/{store}"
+        f"?credential={tenant.credential_id}"
+    )
+    return page.evaluate(FETCH_UPLOAD, [url, tenant.api_key])
+
+
+def test_a_web_app_on_an_allowed_origin_uploads_through_cors(
+    page: Page, service: Service, tenant: Tenant, fake: FakeOpenAI, web_apps: None
+) -> None:
+    store = fake.create_vector_store(tenant.openai_key)
+    result = upload_from(page, ALLOWED_ORIGIN, service, tenant, store)
+
+    assert result.get("status") == 200, result
+    assert [f["filename"] for f in result["body"]] == ["cross.txt", "second.md"]
+    assert result["requestId"] == "web-app-42"  # sent, honoured and readable (exposed)
+    contents = [fake.file_content(f["id"]) for f in result["body"]]
+    assert contents == [b"from another origin\n", b"# second\n"]
+
+
+def test_the_browser_blocks_an_upload_from_an_origin_not_allowed(
+    page: Page,
+    service: Service,
+    tenant: Tenant,
+    fake: FakeOpenAI,
+    web_apps: None,
+    problems: list[str],
+) -> None:
+    store = fake.create_vector_store(tenant.openai_key)
+    result = upload_from(page, FOREIGN_ORIGIN, service, tenant, store)
+
+    assert "blocked" in result, result
+    assert any("CORS policy" in problem for problem in problems), problems
+    problems.clear()
+    assert fake.files_for(tenant.openai_key) == []  # the preflight failed: no POST was sent
