@@ -87,14 +87,28 @@ class UploadSlots:
         return self
 
     async def __aexit__(self, *_exc: object) -> None:
+        UPLOADS_IN_FLIGHT.labels(self._org_id).dec(self._files)
+        self._stop_renewing()
+        if slot_ids := self._slot_ids:  # not given back with the request's last transaction
+            try:
+                await asyncio.shield(self._give_back_alone())
+            except Exception:
+                log.warning("could not release upload slots %s; they expire", slot_ids)
+
+    async def give_back(self, session: AsyncSession) -> None:
+        """Delete the slots in the caller's transaction; should it not commit, they expire."""
+        self._stop_renewing()
+        slot_ids, self._slot_ids = self._slot_ids, []
+        if slot_ids:
+            await session.execute(delete(UploadSlot).where(UploadSlot.id.in_(slot_ids)))
+
+    async def _give_back_alone(self) -> None:
+        async with write_transaction(self._sessionmaker) as session:
+            await self.give_back(session)
+
+    def _stop_renewing(self) -> None:
         if self._renewal is not None:
             self._renewal.cancel()
-        UPLOADS_IN_FLIGHT.labels(self._org_id).dec(self._files)
-        if self._slot_ids:
-            try:
-                await asyncio.shield(self._release())
-            except Exception:
-                log.warning("could not release upload slots %s; they expire", self._slot_ids)
 
     @property
     def latest_id(self) -> str:
@@ -138,10 +152,6 @@ class UploadSlots:
                     )
             except Exception:  # a missed renewal only shortens the lease; keep trying
                 log.warning("could not renew upload slots %s", self._slot_ids, exc_info=True)
-
-    async def _release(self) -> None:
-        async with write_transaction(self._sessionmaker) as session:
-            await session.execute(delete(UploadSlot).where(UploadSlot.id.in_(self._slot_ids)))
 
 
 @contextlib.asynccontextmanager

@@ -48,12 +48,10 @@ async def record(
         )
 
 
-async def settle(sessionmaker: async_sessionmaker[AsyncSession], file_ids: Sequence[str]) -> None:
+async def settle(session: AsyncSession, file_ids: Sequence[str]) -> None:
+    """Remove the rows of `file_ids`, in the caller's transaction."""
     if file_ids:
-        async with write_transaction(sessionmaker) as session:
-            await session.execute(
-                delete(UpstreamUpload).where(UpstreamUpload.file_id.in_(file_ids))
-            )
+        await session.execute(delete(UpstreamUpload).where(UpstreamUpload.file_id.in_(file_ids)))
 
 
 async def sweep(
@@ -86,7 +84,9 @@ async def sweep(
                 await leftover.discard()
                 log.info("deleted upstream file %s of a request that died", orphan.file_id)
             settled.append(orphan.file_id)
-    await settle(sessionmaker, settled)
+    if settled:
+        async with write_transaction(sessionmaker) as session:
+            await settle(session, settled)
     if orphans:
         # Expired slots no journal row needs any more are only clutter.
         async with write_transaction(sessionmaker) as session:

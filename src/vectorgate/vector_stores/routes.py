@@ -30,11 +30,11 @@ from vectorgate.vector_stores.schemas import (
     VectorStoreOut,
 )
 from vectorgate.vector_stores.service import (
+    add_file_records,
     get_file_record,
     get_vector_store,
     list_file_records,
     list_vector_stores,
-    record_uploads,
     refresh_file_record,
     register_vector_store,
     store_client,
@@ -169,9 +169,7 @@ async def upload_base64(
             receive=receive,
         ) as ingested:
             deadline = utcnow() + timedelta(seconds=settings.batch_timeout_s)
-            records = await record_uploads(
-                resources.sessionmaker, store, ingested, deadline=deadline
-            )
+            records = add_file_records(store, ingested, deadline=deadline)
         response = UploadResponse(
             message=f"{len(records)} file(s) uploaded successfully",
             files=[UploadedFile.model_validate(r, from_attributes=True) for r in records],

@@ -9,10 +9,10 @@ from datetime import datetime, timedelta
 import openai
 from openai.types.vector_stores import VectorStoreFile as UpstreamFile
 from sqlalchemy import and_, or_, select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from vectorgate.credentials.service import get_credential, reveal_key
-from vectorgate.db import new_id, utcnow, write_transaction
+from vectorgate.db import new_id, utcnow
 from vectorgate.errors import AppError, ErrorCode, not_found
 from vectorgate.ingest import Ingested
 from vectorgate.security.encryption import Keyring
@@ -118,14 +118,11 @@ async def unregister_vector_store(
     await session.flush()
 
 
-async def record_uploads(
-    sessionmaker: async_sessionmaker[AsyncSession],
-    store: VectorStore,
-    ingested: Ingested,
-    *,
-    deadline: datetime,
+def add_file_records(
+    store: VectorStore, ingested: Ingested, *, deadline: datetime
 ) -> list[VectorStoreFile]:
-    """Keep a record of each uploaded file, and the batch for the poller to follow."""
+    """A record of each uploaded file, and the batch for the poller to follow, to be saved
+    with the request's last transaction."""
     records = [
         VectorStoreFile(
             id=new_id("vsf_"),
@@ -140,17 +137,14 @@ async def record_uploads(
         )
         for file, upstream in zip(ingested.staged, ingested.files, strict=True)
     ]
-    async with write_transaction(sessionmaker) as session:
-        session.add_all(records)
-        session.add(
-            FileBatch(
-                id=ingested.batch.id,
-                organization_id=store.organization_id,
-                vector_store_id=store.id,
-                credential_id=store.credential_id,
-                deadline_at=deadline,
-            )
-        )
+    batch = FileBatch(
+        id=ingested.batch.id,
+        organization_id=store.organization_id,
+        vector_store_id=store.id,
+        credential_id=store.credential_id,
+        deadline_at=deadline,
+    )
+    ingested.to_save.extend([*records, batch])
     return records
 
 
