@@ -10,7 +10,9 @@ record. For every route in ROUTES, each case is its own test:
 (c) no key (also with a request that is otherwise invalid), a malformed key, an unknown
     key and a revoked key (as `X-API-Key` and as Bearer): 401;
 (d) a valid key works both as `X-API-Key` and as `Authorization: Bearer` (tenant C, so
-    the successful writes never touch A or B).
+    the successful writes never touch A or B);
+(e) hostile values in place of each id (NUL, 10,000 characters, quoting, RTL override):
+    a clean 400 (or the organization's usual 404), never a 5xx.
 
 Idempotency keys are per organization too: C and D sending the same `Idempotency-Key`
 with the same body each get an upload of their own, never the other's stored answer.
