@@ -133,5 +133,6 @@ async def ingest(
             await finish(ingested.to_save)
         except BaseException:
             await uploaded.discard()
-            await asyncio.shield(finish([]))
+            if uploaded.file_ids:  # else nothing to settle; UploadSlots gives back any slots
+                await asyncio.shield(finish([]))
             raise
