@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
+from hypothesis import settings
 from sqlalchemy import make_url
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 
@@ -27,6 +28,11 @@ from vectorgate.testing.fake_openai import FakeOpenAI
 
 # End-to-end fixtures (`service`, `tenant`, `client`, ...) live in their own module.
 pytest_plugins = ["tests.e2e"]
+
+# Property tests explore new inputs on every local run; CI (HYPOTHESIS_PROFILE=ci) replays
+# a fixed set, so a run's outcome depends on the code alone. Found failures become tests.
+settings.register_profile("ci", derandomize=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 DEFAULT_POSTGRES_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 

@@ -112,6 +112,9 @@ def reference_decode(content: str) -> bytes:
             raise ValueError("not a base64 data URL")
     if len(text) % 4:  # b64decode lets an extra '=' pass: "QUJD=" gives b"ABC"
         raise ValueError("not a whole number of quanta")
+    data = text.rstrip("=")
+    if len(text) - len(data) > 2:  # and a whole quantum of it: "QUJD====" gives b"ABC"
+        raise ValueError("more than two '=' of padding")
     return base64.b64decode(text.encode("ascii"), validate=True)
 
 
@@ -380,6 +383,15 @@ async def test_content_strings_decode_like_json_loads_then_b64decode(
     else:
         assert error is None, error
         assert received == [("a.pdf", expected)]
+
+
+@pytest.mark.parametrize("content", ["JVBERi0x====", "JVBERi0x\\u003D\\u003D\\u003D\\u003D"])
+async def test_a_whole_quantum_of_padding_is_invalid_base64(content: str) -> None:
+    """Found by the property above: `b64decode` accepts "JVBERi0x====", the rule does not."""
+    member = f'{{"filename": "a.pdf", "mime_type": "application/pdf", "content": "{content}"}}'
+    with pytest.raises(AppError) as caught:
+        await receive_in(f'{{"files": [{member}]}}'.encode())
+    assert (caught.value.status, caught.value.code) == (400, "INVALID_BASE64")
 
 
 @settings(HYPOTHESIS, max_examples=15)
