@@ -30,7 +30,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -41,7 +40,7 @@ import httpx
 import openai
 
 from vectorgate.testing import samples
-from vectorgate.testing.service import free_port, run_cli, serve, service_env
+from vectorgate.testing.service import free_port, new_tenant, run_cli, serve, service_env
 
 MiB = 1024 * 1024
 ROOT = Path(__file__).resolve().parent.parent
@@ -336,13 +335,17 @@ def s3_vectorgate(setup: Setup, requests: int, result: Runs) -> None:
         lambda: httpx.AsyncClient(timeout=120, limits=httpx.Limits(max_connections=32)),
         call,
     )
+    add_latency_run(result, requests, wall, latencies)
+    delete_all_files(setup.fake_url, setup.openai_key)
+
+
+def add_latency_run(result: Runs, requests: int, wall: float, latencies: list[float]) -> None:
     result.add(
         wall,
         rps=requests / wall,
         p50=_percentile(latencies, 0.5),
         p99=_percentile(latencies, 0.99),
     )
-    delete_all_files(setup.fake_url, setup.openai_key)
 
 
 def s3_direct(setup: Setup, requests: int, result: Runs) -> None:
@@ -358,12 +361,7 @@ def s3_direct(setup: Setup, requests: int, result: Runs) -> None:
         lambda: openai.AsyncOpenAI(api_key=setup.openai_key, base_url=setup.fake_url),
         call,
     )
-    result.add(
-        wall,
-        rps=requests / wall,
-        p50=_percentile(latencies, 0.5),
-        p99=_percentile(latencies, 0.99),
-    )
+    add_latency_run(result, requests, wall, latencies)
     delete_all_files(setup.fake_url, setup.openai_key)
 
 
@@ -414,19 +412,15 @@ def main() -> None:
         naive = stack.enter_context(uvicorn_app("bench.apps:naive"))
         drain = stack.enter_context(uvicorn_app("bench.apps:drain"))
 
-        org = run_cli(env, "orgs", "create", "bench")["id"]
-        api_key = run_cli(env, "api-keys", "create", "--org", org)["key"]
-        openai_key = f"sk-bench-{uuid.uuid4().hex}"
-        credential = run_cli(
-            env, "credentials", "create", "--org", org, "--name", "b", stdin=openai_key
-        )["id"]
+        tenant = new_tenant(env, "bench")
         store = run_cli(
-            env, "vector-stores", "register", "--org", org, "--credential", credential,
-            "--create", "bench",
+            env, "vector-stores", "register", "--org", tenant.org_id,
+            "--credential", tenant.credential_id, "--create", "bench",
         )["id"]  # fmt: skip
         setup = Setup(
-            service.base_url, service.pid, fake.url, api_key, org, credential, openai_key, store
-        )
+            service.base_url, service.pid, fake.url, tenant.api_key, tenant.org_id,
+            tenant.credential_id, tenant.openai_key, store,
+        )  # fmt: skip
         httpx.get(f"{service.base_url}/healthz")  # warm up
 
         n = args.runs

@@ -14,7 +14,6 @@ import argparse
 import base64
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,7 +21,7 @@ import httpx
 
 from vectorgate.testing import samples
 from vectorgate.testing.fake_openai import FakeOpenAI
-from vectorgate.testing.service import run_cli, serve, service_env
+from vectorgate.testing.service import new_tenant, register_store, serve, service_env
 
 MiB = 1024 * 1024
 BOUNDARY = "benchboundary9f8e7d"
@@ -71,16 +70,10 @@ def main() -> None:
         env = service_env(data_dir, f"sqlite+aiosqlite:///{data_dir}/vg.db", fake.base_url)
         data_dir.mkdir()
         with serve(env, log_path=root / "service.log") as service:
-            org = run_cli(env, "orgs", "create", "bench")["id"]
-            key = run_cli(env, "api-keys", "create", "--org", org)["key"]
-            openai_key = f"sk-bench-{uuid.uuid4().hex}"
-            cred = run_cli(
-                env, "credentials", "create", "--org", org, "--name", "b", stdin=openai_key
-            )["id"]
-            store = fake.create_vector_store(openai_key)
-            run_cli(
-                env, "vector-stores", "register", "--org", org, "--credential", cred, "--id", store
-            )
+            tenant = new_tenant(env, "bench")
+            org, key, cred = tenant.org_id, tenant.api_key, tenant.credential_id
+            store = fake.create_vector_store(tenant.openai_key)
+            register_store(env, tenant, store)
             if args.route == "multipart":
                 url = f"/api/v1/openai-assistants-vector-store/{store}?credential={cred}"
                 content, ctype = multipart_body(paths), f"multipart/form-data; boundary={BOUNDARY}"

@@ -7,6 +7,7 @@ uses `service` gets one service per database backend; a module-level
 
 from __future__ import annotations
 
+import base64
 import time
 import uuid
 from collections.abc import Iterator
@@ -19,7 +20,13 @@ import pytest
 
 from tests.support import staged_leftovers
 from vectorgate.testing.fake_openai import FakeOpenAI
-from vectorgate.testing.service import RunningService, run_cli, serve, service_env
+from vectorgate.testing.service import (
+    RunningService,
+    Tenant,
+    new_tenant,
+    serve,
+    service_env,
+)
 
 DEFAULT_SETTINGS = {
     "batch_timeout_s": "3",
@@ -31,31 +38,40 @@ DEFAULT_SETTINGS = {
 
 
 @dataclass
-class Tenant:
-    org_id: str
-    api_key: str
-    credential_id: str
-    openai_key: str
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return {"X-API-Key": self.api_key}
-
-
-@dataclass
 class Service:
     running: RunningService
     env: dict[str, str]
     temp_dir: Path
 
     def new_tenant(self) -> Tenant:
-        org = run_cli(self.env, "orgs", "create", f"org-{uuid.uuid4().hex[:6]}")["id"]
-        key = run_cli(self.env, "api-keys", "create", "--org", org)["key"]
-        openai_key = f"sk-test-{uuid.uuid4().hex}"
-        credential = run_cli(
-            self.env, "credentials", "create", "--org", org, "--name", "main", stdin=openai_key
-        )["id"]
-        return Tenant(org, key, credential, openai_key)
+        return new_tenant(self.env, f"org-{uuid.uuid4().hex[:6]}")
+
+
+def register_store(client: httpx.Client, tenant: Tenant, fake: FakeOpenAI) -> str:
+    """A vector store created at the fake and registered through the API."""
+    store = fake.create_vector_store(tenant.openai_key)
+    response = client.post(
+        f"/v1/organizations/{tenant.org_id}/vector-stores",
+        json={"credential_id": tenant.credential_id, "vector_store_id": store},
+        headers=tenant.headers,
+    )
+    assert response.status_code == 201, response.text
+    return store
+
+
+def upload_text(
+    client: httpx.Client, tenant: Tenant, store: str, content: bytes = b"hello\n"
+) -> dict[str, Any]:
+    """One text file through the base64 route; its file record."""
+    encoded = base64.b64encode(content).decode()
+    response = client.post(
+        f"/v1/organizations/{tenant.org_id}/vector-stores/{store}/files/upload-base64",
+        json={"files": [{"filename": "a.txt", "content": encoded, "mime_type": "text/plain"}]},
+        headers=tenant.headers,
+    )
+    assert response.status_code == 200, response.text
+    record: dict[str, Any] = response.json()["files"][0]
+    return record
 
 
 def assert_error(response: httpx.Response, status: int, code: str) -> dict[str, Any]:

@@ -176,13 +176,19 @@ def test_migrate_reports_the_head_revision(cli: Any) -> None:
     assert cli("migrate")["revision"] == head_revision()
 
 
+def credential_under_a_lost_key(cli: Any, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A credential encrypted under a key the configuration then no longer has."""
+    monkeypatch.setenv("VECTORGATE_ENCRYPTION_KEYS", generate_key())
+    org = cli("orgs", "create", "Acme")["id"]
+    cred: str = cli("credentials", "create", "--org", org, "--name", "m", stdin=OPENAI_KEY)["id"]
+    monkeypatch.setenv("VECTORGATE_ENCRYPTION_KEYS", generate_key())
+    return cred
+
+
 def test_rotation_reports_credentials_no_key_can_open(
     cli: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("VECTORGATE_ENCRYPTION_KEYS", generate_key())
-    org = cli("orgs", "create", "Acme")["id"]
-    cred = cli("credentials", "create", "--org", org, "--name", "m", stdin=OPENAI_KEY)["id"]
-    monkeypatch.setenv("VECTORGATE_ENCRYPTION_KEYS", generate_key())
+    cred = credential_under_a_lost_key(cli, monkeypatch)
     assert cred in cli("credentials", "rotate", expect=1)["error"]
 
 
@@ -226,10 +232,7 @@ def test_doctor_passes_on_a_healthy_installation_and_reaches_openai(
 def test_doctor_fails_on_undecryptable_credentials(
     cli: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("VECTORGATE_ENCRYPTION_KEYS", generate_key())
-    org = cli("orgs", "create", "Acme")["id"]
-    cred = cli("credentials", "create", "--org", org, "--name", "m", stdin=OPENAI_KEY)["id"]
-    monkeypatch.setenv("VECTORGATE_ENCRYPTION_KEYS", generate_key())
+    cred = credential_under_a_lost_key(cli, monkeypatch)
     report = cli("doctor", expect=1)
     assert cred in report["checks"]["credentials"]
 

@@ -38,7 +38,7 @@ import fastapi.routing
 import httpx
 import pytest
 
-from tests.e2e import Service, Tenant
+from tests.e2e import Service, Tenant, register_store, upload_text
 from tests.support import Part, content_type, multipart_body
 from vectorgate.app import create_app
 from vectorgate.settings import Settings
@@ -360,20 +360,8 @@ def make_party(service: Service, fake: FakeOpenAI) -> Party:
 
 
 def setup_party(client: httpx.Client, tenant: Tenant, fake: FakeOpenAI) -> Party:
-    upstream = fake.create_vector_store(tenant.openai_key)
-    registered = client.post(
-        f"/v1/organizations/{tenant.org_id}/vector-stores",
-        json={"credential_id": tenant.credential_id, "vector_store_id": upstream},
-        headers=tenant.headers,
-    )
-    assert registered.status_code == 201, registered.text
-    uploaded = client.post(
-        f"/v1/organizations/{tenant.org_id}/vector-stores/{upstream}/files/upload-base64",
-        json=base64_body(),
-        headers=tenant.headers,
-    )
-    assert uploaded.status_code == 200, uploaded.text
-    [record] = uploaded.json()["files"]
+    upstream = register_store(client, tenant, fake)
+    record = upload_text(client, tenant, upstream, b"tenancy check\n")
     refs = Refs(tenant.org_id, tenant.credential_id, upstream, record["id"], record["file_id"])
     party = Party(tenant, refs)
     wait_until_final(client, party)

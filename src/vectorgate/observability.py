@@ -36,6 +36,9 @@ log = logging.getLogger("vectorgate.access")
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
+# From a health check's milliseconds to the Flowise route's wait of up to 10 minutes.
+DURATION_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
+
 REQUESTS = Counter(
     "vectorgate_http_requests_total", "HTTP requests answered", ["route", "method", "status"]
 )
@@ -43,7 +46,7 @@ REQUEST_SECONDS = Histogram(
     "vectorgate_http_request_duration_seconds",
     "Time to answer an HTTP request",
     ["route"],
-    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600),
+    buckets=DURATION_BUCKETS,
 )
 BYTES_RECEIVED = Counter(
     "vectorgate_http_request_bytes_total", "Request body bytes received", ["route"]
@@ -52,7 +55,7 @@ PHASE_SECONDS = Histogram(
     "vectorgate_upload_phase_duration_seconds",
     "Duration of the phases of an upload request (intake, upload, batch)",
     ["phase"],
-    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600),
+    buckets=DURATION_BUCKETS,
 )
 UPSTREAM_ERRORS = Counter(
     "vectorgate_upstream_errors_total", "Failed calls to OpenAI, by kind", ["kind"]

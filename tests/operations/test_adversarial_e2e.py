@@ -51,6 +51,15 @@ def parts() -> list[Part]:
     return [Part("a.pdf", samples.pdf_bytes(30_000), "application/pdf")]
 
 
+def upload(client: httpx.Client, tenant: Tenant, store: str) -> httpx.Response:
+    """The Flowise upload of `parts()`, sent plainly."""
+    return client.post(
+        flowise_url(tenant, store),
+        content=multipart_body(parts()),
+        headers={**tenant.headers, "Content-Type": content_type()},
+    )
+
+
 def test_a_chunked_body_is_accepted(
     client: httpx.Client, tenant: Tenant, store: str, fake: FakeOpenAI
 ) -> None:
@@ -99,11 +108,7 @@ def test_a_slow_upstream_past_its_timeout_is_502_and_compensated(
     client: httpx.Client, tenant: Tenant, store: str, fake: FakeOpenAI
 ) -> None:
     fake.inject("POST", "/vector_stores/[^/]+/file_batches", delay=3, times=-1)
-    response = client.post(
-        flowise_url(tenant, store),
-        content=multipart_body(parts()),
-        headers={**tenant.headers, "Content-Type": content_type()},
-    )
+    response = upload(client, tenant, store)
     assert response.status_code == 502, response.text
     assert "timed out" in response.json()["message"]
     assert fake.files_for(tenant.openai_key) == []
@@ -113,11 +118,7 @@ def test_a_429_storm_on_uploads_is_502_after_the_retries(
     client: httpx.Client, tenant: Tenant, store: str, fake: FakeOpenAI
 ) -> None:
     fake.inject("POST", "/files", status=429, retry_after=0.05, times=-1)
-    response = client.post(
-        flowise_url(tenant, store),
-        content=multipart_body(parts()),
-        headers={**tenant.headers, "Content-Type": content_type()},
-    )
+    response = upload(client, tenant, store)
     assert response.status_code == 502, response.text
     assert "429" in response.json()["message"]
     uploads = [r for r in fake.requests if r[:2] == ("POST", "/files")]
@@ -129,11 +130,7 @@ def test_batch_poll_errors_are_502_and_compensated(
     client: httpx.Client, tenant: Tenant, store: str, fake: FakeOpenAI
 ) -> None:
     fake.inject("GET", "/vector_stores/[^/]+/file_batches/[^/]+", status=500, times=-1)
-    response = client.post(
-        flowise_url(tenant, store),
-        content=multipart_body(parts()),
-        headers={**tenant.headers, "Content-Type": content_type()},
-    )
+    response = upload(client, tenant, store)
     assert response.status_code == 502, response.text
     assert "poll the file batch" in response.json()["message"]
     assert fake.files_for(tenant.openai_key) == []

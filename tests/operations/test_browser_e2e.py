@@ -26,7 +26,7 @@ import pytest
 from playwright.sync_api import Browser, Locator, Page, sync_playwright
 from pydantic import TypeAdapter
 
-from tests.e2e import Service, Tenant
+from tests.e2e import Service, Tenant, register_store
 from vectorgate.flowise.schemas import OpenAIFile
 from vectorgate.testing import samples
 from vectorgate.testing.fake_openai import FakeOpenAI
@@ -210,13 +210,7 @@ def test_docs_page_sends_a_multipart_upload_with_several_files(
 def test_docs_page_sends_a_base64_upload(
     page: Page, service: Service, tenant: Tenant, fake: FakeOpenAI, client: httpx.Client
 ) -> None:
-    vector_store = fake.create_vector_store(tenant.openai_key)
-    registered = client.post(
-        f"/v1/organizations/{tenant.org_id}/vector-stores",
-        json={"credential_id": tenant.credential_id, "vector_store_id": vector_store},
-        headers=tenant.headers,
-    )
-    assert registered.status_code == 201, registered.text
+    vector_store = register_store(client, tenant, fake)
     files = [
         {"filename": "a.txt", "content": b64(b"first"), "mime_type": "text/plain"},
         {"filename": "b.md", "content": b64(b"# second"), "mime_type": "text/markdown"},

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import signal
 import time
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,7 +15,7 @@ from tests.support import Part, content_type, multipart_body, open_post, staged_
 from vectorgate.migrate import upgrade_to_head
 from vectorgate.testing import samples
 from vectorgate.testing.fake_openai import FakeOpenAI
-from vectorgate.testing.service import run_cli, serve, service_env, stop
+from vectorgate.testing.service import new_tenant, register_store, serve, service_env, stop
 
 pytestmark = pytest.mark.e2e
 
@@ -41,15 +40,11 @@ def test_sigkill_mid_upload_and_mid_poll_then_restart(
 ) -> None:
     upgrade_to_head(database_url)
     env = service_env(tmp_path, database_url, fake.base_url, **SETTINGS)
-    org = run_cli(env, "orgs", "create", "crash")["id"]
-    key = run_cli(env, "api-keys", "create", "--org", org)["key"]
-    openai_key = f"sk-crash-{uuid.uuid4().hex}"
-    cred = run_cli(env, "credentials", "create", "--org", org, "--name", "m", stdin=openai_key)
+    tenant = new_tenant(env, "crash")
+    org, key, openai_key = tenant.org_id, tenant.api_key, tenant.openai_key
     store = fake.create_vector_store(openai_key)
-    run_cli(
-        env, "vector-stores", "register", "--org", org, "--credential", cred["id"], "--id", store
-    )
-    headers = {"X-API-Key": key}
+    register_store(env, tenant, store)
+    headers = tenant.headers
 
     with serve(env, log_path=tmp_path / "first.log") as first:
         # Mid-poll: a base64 upload answered 200, its batch still processing upstream.
@@ -71,7 +66,7 @@ def test_sigkill_mid_upload_and_mid_poll_then_restart(
         parts = [Part(f"{i}.pdf", samples.pdf_bytes(50_000), "application/pdf") for i in range(3)]
         body = multipart_body(parts)
         cut = body.index(b'filename="2.pdf"')
-        target = f"/api/v1/openai-assistants-vector-store/{store}?credential={cred['id']}"
+        target = f"/api/v1/openai-assistants-vector-store/{store}?credential={tenant.credential_id}"
         sock = open_post(first.base_url, target, key, len(body))
         sock.sendall(body[:cut])
         wait_until(
@@ -106,7 +101,7 @@ def test_sigkill_mid_upload_and_mid_poll_then_restart(
         parts = [Part(f"new{i}.txt", b"again", "text/plain") for i in range(3)]
         again = httpx.post(
             f"{second.base_url}/api/v1/openai-assistants-vector-store/{store}",
-            params={"credential": cred["id"]},
+            params={"credential": tenant.credential_id},
             content=multipart_body(parts),
             headers={**headers, "Content-Type": content_type()},
             timeout=30,

@@ -11,7 +11,6 @@ so it stays a CI-sized run; for a longer random hunt set VECTORGATE_TEST_FUZZ_SE
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import subprocess
@@ -21,7 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e import Service, Tenant
+from tests.e2e import Service, Tenant, register_store, upload_text
 from vectorgate.testing.fake_openai import FakeOpenAI
 
 pytestmark = pytest.mark.e2e
@@ -68,21 +67,8 @@ def schemathesis_config(ids: dict[str, list[str]]) -> str:
 
 def known_ids(client: httpx.Client, tenant: Tenant, fake: FakeOpenAI) -> dict[str, list[str]]:
     """The tenant's registered vector store holding one uploaded file."""
-    store = fake.create_vector_store(tenant.openai_key)
-    registered = client.post(
-        f"/v1/organizations/{tenant.org_id}/vector-stores",
-        json={"credential_id": tenant.credential_id, "vector_store_id": store},
-        headers=tenant.headers,
-    )
-    assert registered.status_code == 201, registered.text
-    content = base64.b64encode(b"fuzzing target\n").decode()
-    uploaded = client.post(
-        f"/v1/organizations/{tenant.org_id}/vector-stores/{store}/files/upload-base64",
-        json={"files": [{"filename": "a.txt", "content": content, "mime_type": "text/plain"}]},
-        headers=tenant.headers,
-    )
-    assert uploaded.status_code == 200, uploaded.text
-    [record] = uploaded.json()["files"]
+    store = register_store(client, tenant, fake)
+    record = upload_text(client, tenant, store)
     return {
         "organizations": [tenant.org_id],
         "credentials": [tenant.credential_id],

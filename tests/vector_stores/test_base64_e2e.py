@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e import Service, Tenant, assert_error
+from tests.e2e import Service, Tenant, assert_error, register_store
 from vectorgate.testing import samples
 from vectorgate.testing.fake_openai import FakeOpenAI
 
@@ -27,15 +27,7 @@ SERVICE_SETTINGS = {"batch_timeout_s": "4"}
 
 @pytest.fixture
 def store(client: httpx.Client, fake: FakeOpenAI, tenant: Tenant) -> str:
-    """A vector store created at the fake and registered through the API."""
-    upstream = fake.create_vector_store(tenant.openai_key)
-    response = client.post(
-        f"/v1/organizations/{tenant.org_id}/vector-stores",
-        json={"credential_id": tenant.credential_id, "vector_store_id": upstream},
-        headers=tenant.headers,
-    )
-    assert response.status_code == 201, response.text
-    return upstream
+    return register_store(client, tenant, fake)
 
 
 def entry(filename: str, content: bytes, mime_type: str) -> dict[str, str]:

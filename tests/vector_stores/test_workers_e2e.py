@@ -13,7 +13,6 @@ import os
 import signal
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 
 import httpx
@@ -24,7 +23,13 @@ from tests.e2e import DEFAULT_SETTINGS
 from vectorgate.db import create_engine, create_sessionmaker
 from vectorgate.migrate import upgrade_to_head
 from vectorgate.testing.fake_openai import FakeOpenAI
-from vectorgate.testing.service import RunningService, run_cli, serve, service_env
+from vectorgate.testing.service import (
+    RunningService,
+    new_tenant,
+    register_store,
+    serve,
+    service_env,
+)
 from vectorgate.vector_stores.models import FileBatch
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
@@ -51,15 +56,10 @@ def workers(
 
 def new_store(env: dict[str, str], fake: FakeOpenAI) -> tuple[str, str, str]:
     """(org id, api key, vector store id) of a fresh tenant with a registered store."""
-    org = run_cli(env, "orgs", "create", "w")["id"]
-    key = run_cli(env, "api-keys", "create", "--org", org)["key"]
-    openai_key = f"sk-w-{uuid.uuid4().hex}"
-    cred = run_cli(env, "credentials", "create", "--org", org, "--name", "m", stdin=openai_key)
-    store = fake.create_vector_store(openai_key)
-    run_cli(
-        env, "vector-stores", "register", "--org", org, "--credential", cred["id"], "--id", store
-    )
-    return org, key, store
+    tenant = new_tenant(env, "w")
+    store = fake.create_vector_store(tenant.openai_key)
+    register_store(env, tenant, store)
+    return tenant.org_id, tenant.api_key, store
 
 
 def body(name: str) -> dict[str, object]:

@@ -15,6 +15,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -60,6 +61,39 @@ def run_cli(env: Mapping[str, str], *args: str, stdin: str | None = None) -> dic
         raise RuntimeError(f"vectorgate {' '.join(args)} failed: {done.stdout}{done.stderr}")
     result: dict[str, Any] = json.loads(done.stdout)
     return result
+
+
+@dataclass
+class Tenant:
+    """An organization with an API key and a credential holding (fake) `openai_key`."""
+
+    org_id: str
+    api_key: str
+    credential_id: str
+    openai_key: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"X-API-Key": self.api_key}
+
+
+def new_tenant(env: Mapping[str, str], name: str = "tenant") -> Tenant:
+    """Make a tenant with the CLI, as an operator would."""
+    org = run_cli(env, "orgs", "create", name)["id"]
+    key = run_cli(env, "api-keys", "create", "--org", org)["key"]
+    openai_key = f"sk-test-{uuid.uuid4().hex}"
+    credential = run_cli(
+        env, "credentials", "create", "--org", org, "--name", "main", stdin=openai_key
+    )["id"]
+    return Tenant(org, key, credential, openai_key)
+
+
+def register_store(env: Mapping[str, str], tenant: Tenant, vector_store_id: str) -> None:
+    """Register an existing upstream vector store for the tenant with the CLI."""
+    run_cli(
+        env, "vector-stores", "register", "--org", tenant.org_id,
+        "--credential", tenant.credential_id, "--id", vector_store_id,
+    )  # fmt: skip
 
 
 @dataclass
