@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 import uuid
+from typing import Any
 
 import httpx
 import pytest
@@ -32,14 +34,26 @@ def test_request_id_is_honoured_or_generated_and_logged(
     generated = made.headers["X-Request-ID"]
     assert generated != "bad id with spaces"
     assert len(generated) == 32
-    lines = [
-        json.loads(line.split("vectorgate.access ", 1)[1])
-        for line in service.running.log().splitlines()
-        if "vectorgate.access" in line
-    ]
-    assert {"trace-123.abc", generated} <= {line["request_id"] for line in lines}
+    # The access line is written when the response is done, so just after the client
+    # has read it: wait for both lines rather than read the log once.
+    lines = _access_lines_with(service, {"trace-123.abc", generated})
     line = next(line for line in lines if line["request_id"] == "trace-123.abc")
     assert (line["route"], line["status"], line["method"]) == ("/healthz", 200, "GET")
+
+
+def _access_lines_with(service: Service, request_ids: set[str]) -> list[dict[str, Any]]:
+    """The service's access lines once all of `request_ids` have been logged (5 s at most)."""
+    deadline = time.monotonic() + 5
+    while True:
+        lines = [
+            json.loads(line.split("vectorgate.access ", 1)[1])
+            for line in service.running.log().splitlines()
+            if "vectorgate.access" in line
+        ]
+        if request_ids <= {line["request_id"] for line in lines} or time.monotonic() > deadline:
+            assert request_ids <= {line["request_id"] for line in lines}
+            return lines
+        time.sleep(0.02)
 
 
 def test_metrics_count_requests_and_uploads(
