@@ -696,3 +696,95 @@ async def test_standalone_module_serves_until_interrupted() -> None:
         proc.send_signal(signal.SIGINT)
         _, stderr = proc.communicate(timeout=10)
     assert proc.returncode == 0, stderr.decode()
+
+
+# --------------------------------------------------------------------------- Llama Stack
+
+
+@pytest.fixture
+def llama(fake: FakeOpenAI) -> FakeOpenAI:
+    fake.dialect = "llama_stack"
+    return fake
+
+
+@pytest.mark.asyncio
+async def test_llama_stack_dialect_answers_not_found_as_400_with_its_message(
+    llama: FakeOpenAI, client: AsyncOpenAI
+) -> None:
+    with pytest.raises(openai.BadRequestError) as store:
+        await client.vector_stores.retrieve("vs_missing")
+    assert store.value.status_code == 400
+    assert store.value.body == {"message": "Vector_store 'vs_missing' not found"}
+    vs = await client.vector_stores.create(name="kb")
+    with pytest.raises(openai.BadRequestError) as file:
+        await client.vector_stores.files.retrieve("file-missing", vector_store_id=vs.id)
+    assert file.value.body == {"message": "File 'file-missing' not found"}
+    with pytest.raises(openai.BadRequestError) as batch:
+        await client.vector_stores.file_batches.retrieve("vsfb_missing", vector_store_id=vs.id)
+    assert batch.value.body == {"message": "File_batch 'vsfb_missing' not found"}
+    # Another key's store is not found either, in the same words.
+    async with sdk(llama, KEY_B) as other:
+        with pytest.raises(openai.BadRequestError) as foreign:
+            await other.vector_stores.retrieve(vs.id)
+    assert foreign.value.body == {"message": f"Vector_store '{vs.id}' not found"}
+
+
+@pytest.mark.asyncio
+async def test_llama_stack_dialect_other_errors_have_a_detail_body(llama: FakeOpenAI) -> None:
+    llama.inject("GET", "/vector_stores/.*", status=503)
+    async with sdk(llama) as client:
+        with pytest.raises(openai.InternalServerError) as fault:
+            await client.vector_stores.retrieve("vs_x")
+        with pytest.raises(openai.BadRequestError) as invalid:
+            await client.post("/files", cast_to=FileObject, body={"purpose": "assistants"})
+    assert set(fault.value.response.json()) == {"detail"}
+    assert set(invalid.value.response.json()) == {"detail"}
+    assert "boundary" in invalid.value.response.json()["detail"]
+
+
+@pytest.mark.asyncio
+async def test_llama_stack_dialect_rewrites_names_and_drops_status_fields(
+    llama: FakeOpenAI, client: AsyncOpenAI
+) -> None:
+    raw = await client.files.with_raw_response.create(
+        file=("résumé 日本語.pdf", b"%PDF-1.4 x", "application/pdf"), purpose="assistants"
+    )
+    body = raw.http_response.json()
+    assert body["filename"] == "r_sum_____.pdf"
+    assert "status" not in body
+    assert "status_details" not in body
+    assert llama.files_for(KEY_A)[0].filename == "r_sum_____.pdf"
+    listed = (await client.files.with_raw_response.list()).http_response.json()["data"]
+    assert all("status" not in f for f in listed)
+
+
+@pytest.mark.asyncio
+async def test_llama_stack_dialect_fails_files_without_last_error_or_poll_hint(
+    llama: FakeOpenAI, client: AsyncOpenAI
+) -> None:
+    llama.fail_files_named("bad.txt")
+    vs = await client.vector_stores.create(name="kb")
+    good, bad = await upload(client, "good.txt"), await upload(client, "bad.txt")
+    batch = await client.vector_stores.file_batches.create(vs.id, file_ids=[good.id, bad.id])
+    for _ in range(llama.polls_to_complete):
+        raw = await client.vector_stores.file_batches.with_raw_response.retrieve(
+            batch.id, vector_store_id=vs.id
+        )
+        assert "openai-poll-after-ms" not in raw.headers
+    files = {
+        f.id: f
+        async for f in client.vector_stores.file_batches.list_files(batch.id, vector_store_id=vs.id)
+    }
+    assert (files[good.id].status, files[bad.id].status) == ("completed", "failed")
+    assert files[bad.id].last_error is None
+    one = await client.vector_stores.files.retrieve(bad.id, vector_store_id=vs.id)
+    assert (one.status, one.last_error) == ("failed", None)
+
+
+@pytest.mark.asyncio
+async def test_openai_dialect_is_restored_by_reset(llama: FakeOpenAI) -> None:
+    llama.reset()
+    assert llama.dialect == "openai"
+    async with sdk(llama) as client:
+        with pytest.raises(openai.NotFoundError):
+            await client.vector_stores.retrieve("vs_missing")

@@ -40,6 +40,14 @@ A `status` or `drop` fault is applied only after the whole request body has been
 so a client that retries an upload has to send the whole file again.
 `upload_read_delay` sleeps that many seconds for every started MiB of an upload body.
 
+Dialects: `dialect = "llama_stack"` answers as Llama Stack's OpenAI-compatible server
+does where it differs from OpenAI: an unknown (or another key's) vector store, file or
+batch is a 400 `{"error": {"message": "Vector_store 'vs_x' not found"}}` instead of a 404;
+every other error body is FastAPI's `{"detail": "..."}`; file objects carry no `status`
+or `status_details`; failed vector-store files have no `last_error`; uploaded filenames
+are rewritten to ASCII (`résumé 日本語.pdf` becomes `r_sum_____.pdf`); and no
+`openai-poll-after-ms` header is sent. The same tests run over both dialects.
+
 Use it from tests with `with FakeOpenAI() as fake: ...` (uvicorn runs in a daemon thread
 on an ephemeral port; see `base_url`), or standalone for demos:
 `python -m vectorgate.testing.fake_openai --host 127.0.0.1 --port 9100`.
@@ -75,11 +83,20 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-__all__ = ["BatchMode", "BatchSnapshot", "FakeOpenAI", "StoredFile", "key_hint", "main"]
+__all__ = [
+    "BatchMode",
+    "BatchSnapshot",
+    "Dialect",
+    "FakeOpenAI",
+    "StoredFile",
+    "key_hint",
+    "main",
+]
 
 logger = logging.getLogger(__name__)
 
 BatchMode = Literal["complete", "fail", "cancel", "stuck"]
+Dialect = Literal["openai", "llama_stack"]
 FileStatus = Literal["in_progress", "completed", "failed", "cancelled"]
 FileErrorCode = Literal["server_error", "unsupported_file", "invalid_file"]
 Json = dict[str, Any]
@@ -98,6 +115,8 @@ _CHUNKING = {
     "static": {"max_chunk_size_tokens": 800, "chunk_overlap_tokens": 400},
 }
 _INCOMPLETE_RESPONSE_LOG = "ASGI callable returned without completing response."
+# Llama Stack keeps only these characters of an uploaded file's name.
+_LLAMA_STACK_UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")
 
 
 # --------------------------------------------------------------------------- public records
@@ -151,11 +170,22 @@ class _ApiError(Exception):
     ) -> None:
         super().__init__(message)
         self.status = status
+        self.message = message
         self.body: Json = {
             "error": {"message": message, "type": type_, "param": param, "code": code}
         }
+        # (kind, id) of a missing object, which the Llama Stack dialect words its own way.
+        self.missing: tuple[str, str] | None = None
 
-    def response(self, headers: dict[str, str] | None = None) -> JSONResponse:
+    def response(
+        self, headers: dict[str, str] | None = None, dialect: Dialect = "openai"
+    ) -> JSONResponse:
+        if dialect == "llama_stack":
+            if self.missing is not None:
+                kind, obj_id = self.missing
+                message = f"{_LLAMA_STACK_KINDS[kind]} '{obj_id}' not found"
+                return JSONResponse({"error": {"message": message}}, 400, headers=headers)
+            return JSONResponse({"detail": self.message}, self.status, headers=headers)
         return JSONResponse(self.body, status_code=self.status, headers=headers)
 
 
@@ -163,8 +193,18 @@ class _ClientGone(Exception):
     """The client disconnected before sending its whole request body."""
 
 
+_LLAMA_STACK_KINDS = {
+    "vector store": "Vector_store",
+    "File object": "File",
+    "vector store file": "File",
+    "vector store file batch": "File_batch",
+}
+
+
 def _not_found(kind: str, obj_id: str) -> _ApiError:
-    return _ApiError(404, f"No such {kind}: {obj_id}", param="id")
+    error = _ApiError(404, f"No such {kind}: {obj_id}", param="id")
+    error.missing = (kind, obj_id)
+    return error
 
 
 def _bad_request(message: str, param: str | None = None) -> _ApiError:
@@ -329,12 +369,12 @@ class _Fault:
     times: int
     body: Json | None
 
-    def response(self) -> JSONResponse:
+    def response(self, dialect: Dialect) -> JSONResponse:
         assert self.status is not None
         headers = {} if self.retry_after is None else {"retry-after": f"{self.retry_after:g}"}
         if self.body is not None:
             return JSONResponse(self.body, status_code=self.status, headers=headers)
-        return _fault_error(self.status).response(headers)
+        return _fault_error(self.status).response(headers, dialect)
 
 
 def _counts(files: Iterable[_VsFile]) -> dict[str, int]:
@@ -874,7 +914,21 @@ class _Api:
         ]
 
     def _poll_headers(self) -> dict[str, str]:
+        if self.fake.dialect == "llama_stack":
+            return {}
         return {"openai-poll-after-ms": str(self.fake.poll_after_ms)}
+
+    def _file_out(self, file: Json) -> Json:
+        """A file object as the dialect shows it."""
+        if self.fake.dialect == "llama_stack":
+            file = {k: v for k, v in file.items() if k not in ("status", "status_details")}
+        return file
+
+    def _vs_files_out(self, files: list[Json]) -> list[Json]:
+        """Vector-store files as the dialect shows them."""
+        if self.fake.dialect == "llama_stack":
+            return [{**f, "last_error": None} for f in files]
+        return files
 
     # -- files
 
@@ -899,9 +953,12 @@ class _Api:
             sink.discard()
             raise problem
         file_id = _new_id("file-")
+        filename = sink.filename
+        if self.fake.dialect == "llama_stack":
+            filename = _LLAMA_STACK_UNSAFE_NAME.sub("_", filename)
         stored = StoredFile(
             id=file_id,
-            filename=sink.filename,
+            filename=filename,
             bytes=sink.size,
             sha256=sink.sha256.hexdigest(),
             purpose=purpose,
@@ -911,15 +968,16 @@ class _Api:
             created_at=int(time.time()),
         )
         logger.debug("stored upload %s (%s, %d bytes)", file_id, stored.filename, stored.bytes)
-        return JSONResponse(self.state.add_file(_key(request), stored))
+        return JSONResponse(self._file_out(self.state.add_file(_key(request), stored)))
 
     async def list_files(self, request: Request) -> Response:
         query = dict(request.query_params)
         files = self.state.list_files(_key(request), query.get("purpose"))
-        return JSONResponse(_page(files, query, default_limit=10000))
+        return JSONResponse(_page([self._file_out(f) for f in files], query, default_limit=10000))
 
     async def get_file(self, request: Request) -> Response:
-        return JSONResponse(self.state.get_file(_key(request), request.path_params["file_id"]))
+        file = self.state.get_file(_key(request), request.path_params["file_id"])
+        return JSONResponse(self._file_out(file))
 
     async def delete_file(self, request: Request) -> Response:
         return JSONResponse(self.state.delete_file(_key(request), request.path_params["file_id"]))
@@ -961,7 +1019,7 @@ class _Api:
             self.fake.batch_mode,
             self.fake.polls_to_complete,
         )
-        return JSONResponse(vs_file, headers=self._poll_headers())
+        return JSONResponse(self._vs_files_out([vs_file])[0], headers=self._poll_headers())
 
     async def detach_file(self, request: Request) -> Response:
         params = request.path_params
@@ -973,7 +1031,9 @@ class _Api:
         files = self.state.list_vs_files(
             _key(request), request.path_params["vs_id"], _status_filter(request)
         )
-        return JSONResponse(_page(files, dict(request.query_params), default_limit=20))
+        return JSONResponse(
+            _page(self._vs_files_out(files), dict(request.query_params), default_limit=20)
+        )
 
     # -- batches
 
@@ -1003,12 +1063,19 @@ class _Api:
         files = self.state.list_batch_files(
             _key(request), params["vs_id"], params["batch_id"], _status_filter(request)
         )
-        return JSONResponse(_page(files, dict(request.query_params), default_limit=20))
+        return JSONResponse(
+            _page(self._vs_files_out(files), dict(request.query_params), default_limit=20)
+        )
 
 
-async def _api_error(_request: Request, exc: Exception) -> Response:
+def _dialect(request: Request) -> Dialect:
+    fake: FakeOpenAI = request.app.state.fake
+    return fake.dialect
+
+
+async def _api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, _ApiError)
-    return exc.response()
+    return exc.response(dialect=_dialect(request))
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -1016,7 +1083,7 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     message = f"Invalid URL ({request.method} {request.url.path})"
     return _ApiError(
         exc.status_code, message if exc.status_code in (404, 405) else exc.detail
-    ).response()
+    ).response(dialect=_dialect(request))
 
 
 class _FakeApp:
@@ -1028,6 +1095,7 @@ class _FakeApp:
             routes=_Api(fake).routes(),
             exception_handlers={_ApiError: _api_error, HTTPException: _http_error},
         )
+        self.router.state.fake = fake
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -1048,12 +1116,12 @@ class _FakeApp:
                 if fault.drop:
                     await self._drop(send)
                 else:
-                    await fault.response()(scope, receive, send)
+                    await fault.response(fake.dialect)(scope, receive, send)
                 return
 
         error = _auth_error(key, fake.rejected_keys)
         if error is not None:
-            await error.response()(scope, receive, send)
+            await error.response(dialect=fake.dialect)(scope, receive, send)
             return
         scope[_KEY_SCOPE] = key
         await self.router(scope, receive, send)
@@ -1085,6 +1153,7 @@ class FakeOpenAI:
     """
 
     batch_mode: BatchMode
+    dialect: Dialect
     polls_to_complete: int
     poll_after_ms: int
     upload_read_delay: float
@@ -1103,6 +1172,7 @@ class FakeOpenAI:
 
     def _set_defaults(self) -> None:
         self.batch_mode = "complete"
+        self.dialect = "openai"
         self.polls_to_complete = 2
         self.poll_after_ms = 50
         self.upload_read_delay = 0.0
@@ -1281,6 +1351,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--spool-dir", type=Path, default=None)
     parser.add_argument("--batch-mode", choices=["complete", "fail", "cancel", "stuck"])
     parser.add_argument("--polls-to-complete", type=int)
+    parser.add_argument("--dialect", choices=["openai", "llama_stack"], default="openai")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     fake = FakeOpenAI(args.spool_dir)
@@ -1288,6 +1359,7 @@ def main(argv: list[str] | None = None) -> None:
         fake.batch_mode = args.batch_mode
     if args.polls_to_complete is not None:
         fake.polls_to_complete = args.polls_to_complete
+    fake.dialect = args.dialect
     logger.info("fake OpenAI serving on http://%s:%d/v1 (Ctrl-C to stop)", args.host, args.port)
     fake.serve(args.host, args.port)
 
