@@ -11,6 +11,7 @@ import base64
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -84,6 +85,20 @@ def assert_error(response: httpx.Response, status: int, code: str) -> dict[str, 
     return body
 
 
+@contextmanager
+def running_service(
+    database_url: str,
+    openai_base_url: str,
+    tmp_path_factory: pytest.TempPathFactory,
+    **settings: str,
+) -> Iterator[Service]:
+    """`vectorgate serve` with the test defaults, `settings` on top."""
+    data_dir = tmp_path_factory.mktemp("service")
+    env = service_env(data_dir, database_url, openai_base_url, **(DEFAULT_SETTINGS | settings))
+    with serve(env, log_path=data_dir / "service.log") as running:
+        yield Service(running, env, data_dir / "tmp")
+
+
 @pytest.fixture(scope="module")
 def service(
     request: pytest.FixtureRequest,
@@ -91,11 +106,9 @@ def service(
     fake_openai: FakeOpenAI,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Service]:
-    settings = DEFAULT_SETTINGS | getattr(request.module, "SERVICE_SETTINGS", {})
-    data_dir = tmp_path_factory.mktemp("service")
-    env = service_env(data_dir, database_url, fake_openai.base_url, **settings)
-    with serve(env, log_path=data_dir / "service.log") as running:
-        yield Service(running, env, data_dir / "tmp")
+    settings = getattr(request.module, "SERVICE_SETTINGS", {})
+    with running_service(database_url, fake_openai.base_url, tmp_path_factory, **settings) as s:
+        yield s
 
 
 @pytest.fixture(scope="module")

@@ -249,3 +249,17 @@ def test_doctor_fails_when_migrations_are_behind(
     report = json.loads(capsys.readouterr().out)
     assert report["checks"]["database"] == "ok"
     assert "vectorgate migrate" in report["checks"]["migrations"]
+
+
+def test_a_credential_may_name_an_allowed_base_url(
+    cli: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    org = cli("orgs", "create", "Acme")["id"]
+    args = ("credentials", "create", "--org", org, "--name", "llama")
+    refused = cli(*args, "--base-url", "https://llm.internal/v1", stdin=OPENAI_KEY, expect=1)
+    assert "VECTORGATE_UPSTREAM_ALLOWED_BASE_URLS" in refused["error"]
+    monkeypatch.setenv("VECTORGATE_UPSTREAM_ALLOWED_BASE_URLS", "https://llm.internal/v1")
+    made = cli(*args, "--base-url", "https://llm.internal/v1/", stdin=OPENAI_KEY)
+    assert made["base_url"] == "https://llm.internal/v1"
+    cli(*args, "--base-url", "https://llm.internal.evil.com/v1", stdin=OPENAI_KEY, expect=1)
+    assert cli(*args, stdin=OPENAI_KEY)["base_url"] is None

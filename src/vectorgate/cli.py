@@ -83,6 +83,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     create_cred.add_argument("--org", required=True)
     create_cred.add_argument("--name", required=True)
+    create_cred.add_argument(
+        "--base-url", help="an OpenAI-compatible API for this credential (SPEC 12)"
+    )
     create_cred.set_defaults(handler=_create_credential)
     rotate = creds.add_parser("rotate", parents=[common], help="re-encrypt with the first key")
     rotate.set_defaults(handler=_rotate)
@@ -232,8 +235,21 @@ async def _create_credential(args: argparse.Namespace, settings: Settings) -> di
     async def work(session: AsyncSession) -> dict[str, Any]:
         if await get_organization(session, args.org) is None:
             raise not_found(f"Organization {args.org} not found")
-        credential = await create_credential(session, keyring, args.org, args.name, api_key)
-        return {"id": credential.id, "name": credential.name, "key_hint": credential.key_hint}
+        credential = await create_credential(
+            session,
+            keyring,
+            args.org,
+            args.name,
+            api_key,
+            base_url=args.base_url,
+            allowed_base_urls=settings.upstream_allowed_base_urls,
+        )
+        return {
+            "id": credential.id,
+            "name": credential.name,
+            "key_hint": credential.key_hint,
+            "base_url": credential.base_url,
+        }
 
     return await _in_transaction(settings, work)
 

@@ -83,7 +83,7 @@ async def _check_upstream(
     base = create_base_client(settings)
     try:
         credential = await get_credential(session, org_id, credential_id)
-        client = client_for(base, reveal_key(keyring, credential))
+        client = client_for(base, reveal_key(keyring, credential), credential.base_url)
         with upstream_errors("list files"):
             await client.files.list(limit=1)
     except Exception as exc:

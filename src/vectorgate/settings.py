@@ -27,6 +27,9 @@ class Settings(BaseSettings):
     upstream_max_retries: int = Field(default=3, ge=0)
     batch_timeout_s: float = Field(default=600, gt=0)
     cors_origins: Annotated[list[str], NoDecode] = []
+    # Base URLs a credential may name for its own OpenAI-compatible upstream (SPEC 12);
+    # empty: every credential uses `openai_base_url`.
+    upstream_allowed_base_urls: Annotated[list[str], NoDecode] = []
 
     # Not in the public contract: knobs for tests and unusual deployments.
     upstream_timeout_s: float = Field(default=600, gt=0)
@@ -35,11 +38,11 @@ class Settings(BaseSettings):
     poll_interval_s: float = Field(default=1.0, gt=0)
     poller_lease_s: float = Field(default=30, gt=0)
 
-    @field_validator("cors_origins", mode="before")
+    @field_validator("cors_origins", "upstream_allowed_base_urls", mode="before")
     @classmethod
-    def _split_origins(cls, value: object) -> object:
+    def _split_list(cls, value: object) -> object:
         if isinstance(value, str):
-            return [origin.strip() for origin in value.split(",") if origin.strip()]
+            return [item.strip() for item in value.split(",") if item.strip()]
         return value
 
     @property

@@ -22,7 +22,7 @@ from vectorgate.testing.fake_openai import FakeOpenAI
 
 pytestmark = pytest.mark.e2e
 
-CREDENTIAL_FIELDS = {"id", "name", "key_hint", "created_at"}
+CREDENTIAL_FIELDS = {"id", "name", "key_hint", "base_url", "created_at"}
 VECTOR_STORE_FIELDS = {"id", "name", "credential_id", "created_at"}
 FILE_RECORD_FIELDS = {
     "id",

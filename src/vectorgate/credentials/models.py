@@ -20,4 +20,6 @@ class Credential(Base):
     name: Mapped[str] = mapped_column(String(200))
     ciphertext: Mapped[str] = mapped_column(Text)
     key_hint: Mapped[str] = mapped_column(String(16))
+    # An OpenAI-compatible API of its own (SPEC 12); None: the service's base URL.
+    base_url: Mapped[str | None] = mapped_column(String(2048), default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -32,6 +32,8 @@ async def add_credential(
         caller.organization_id,
         body.name,
         Secret(body.api_key.get_secret_value()),
+        base_url=body.base_url,
+        allowed_base_urls=resources.settings.upstream_allowed_base_urls,
     )
     return CredentialOut.model_validate(credential, from_attributes=True)
 

@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field, SecretStr, field_validator
 from vectorgate.schemas import Name, Timestamped
 
 _VISIBLE_ASCII = re.compile(r"^[!-~]+$")
+MAX_BASE_URL_LENGTH = 2048
 
 
 def check_api_key(key: str) -> None:
@@ -19,6 +20,9 @@ def check_api_key(key: str) -> None:
 
 class CredentialCreate(BaseModel):
     name: Name
+    # An OpenAI-compatible API of its own (SPEC 12); must lie under one of
+    # VECTORGATE_UPSTREAM_ALLOWED_BASE_URLS, checked by the service.
+    base_url: str | None = Field(default=None, min_length=1, max_length=MAX_BASE_URL_LENGTH)
     # SecretStr takes no `pattern`: the validator below enforces what the schema documents.
     api_key: SecretStr = Field(
         min_length=8, max_length=512, json_schema_extra={"pattern": _VISIBLE_ASCII.pattern}
@@ -35,6 +39,7 @@ class CredentialOut(Timestamped):
     id: str
     name: str
     key_hint: str
+    base_url: str | None
     created_at: datetime
 
 

@@ -3,18 +3,30 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
+from urllib.parse import urlsplit
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from vectorgate.credentials.models import Credential
-from vectorgate.errors import not_found
+from vectorgate.errors import bad_request, not_found
 from vectorgate.security.encryption import DecryptionError, Keyring, Secret
 
 
 async def create_credential(
-    session: AsyncSession, keyring: Keyring, org_id: str, name: str, api_key: Secret
+    session: AsyncSession,
+    keyring: Keyring,
+    org_id: str,
+    name: str,
+    api_key: Secret,
+    *,
+    base_url: str | None = None,
+    allowed_base_urls: Sequence[str] = (),
 ) -> Credential:
+    """Store `api_key` encrypted; with `base_url`, calls for it go there (SPEC 12)."""
+    if base_url is not None:
+        base_url = allowed_base_url(base_url, allowed_base_urls)
     credential_id = str(uuid.uuid4())
     credential = Credential(
         id=credential_id,
@@ -22,6 +34,7 @@ async def create_credential(
         name=name,
         ciphertext=keyring.encrypt(api_key, associated_data=credential_id),
         key_hint=api_key.hint,
+        base_url=base_url,
     )
     session.add(credential)
     await session.flush()
@@ -34,6 +47,57 @@ async def get_credential(session: AsyncSession, org_id: str, credential_id: str)
     if credential is None or credential.organization_id != org_id:
         raise not_found("Credential not found", credential_id=credential_id)
     return credential
+
+
+def allowed_base_url(base_url: str, allowed: Sequence[str]) -> str:
+    """`base_url` without a trailing slash if it lies under one of `allowed`, else a 400.
+
+    "Under" is judged on the parsed URL, not the string: same scheme, host and port, and
+    a path equal to the allowed one or below it at a `/` boundary, so an allowed
+    `https://llm.internal/v1` admits `https://llm.internal/v1/tenant-a` but neither
+    `https://llm.internal/v1evil` nor `https://llm.internal.evil.com/v1`. A URL with
+    credentials, a query or a fragment is refused outright.
+    """
+    if not allowed:
+        raise bad_request(
+            "This service accepts no base_url for credentials "
+            "(VECTORGATE_UPSTREAM_ALLOWED_BASE_URLS is empty)"
+        )
+    candidate = _url_parts(base_url)
+    if candidate is not None:
+        for prefix in allowed:
+            permitted = _url_parts(prefix)
+            if permitted is not None and _is_under(candidate, permitted):
+                return base_url.rstrip("/")
+    raise bad_request(
+        "base_url must be an http(s) URL under one of the allowed base URLs",
+        base_url=base_url,
+        allowed_base_urls=list(allowed),
+    )
+
+
+def _url_parts(url: str) -> tuple[str, str, int, str] | None:
+    """(scheme, host, port, path without trailing slash), or None for what is refused."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return None
+    if parts.username or parts.password or parts.query or parts.fragment:
+        return None
+    if any(ord(char) < 0x21 or ord(char) > 0x7E for char in url):
+        return None  # no spaces, controls or non-ASCII: what is checked is what is called
+    default_port = 443 if parts.scheme == "https" else 80
+    return parts.scheme, parts.hostname.lower(), port or default_port, parts.path.rstrip("/")
+
+
+def _is_under(candidate: tuple[str, str, int, str], permitted: tuple[str, str, int, str]) -> bool:
+    path, allowed_path = candidate[3], permitted[3]
+    return candidate[:3] == permitted[:3] and (
+        path == allowed_path or path.startswith(allowed_path + "/")
+    )
 
 
 def reveal_key(keyring: Keyring, credential: Credential) -> Secret:

@@ -70,7 +70,7 @@ async def upload_to_vector_store(
 
     async with resources.sessionmaker() as session:
         stored = await get_credential(session, caller.organization_id, credential)
-    client = client_for(resources.openai, reveal_key(resources.keyring, stored))
+    client = client_for(resources.openai, reveal_key(resources.keyring, stored), stored.base_url)
     with upstream_errors("find the vector store", not_found="Vector store not found"):
         await client.vector_stores.retrieve(vector_store_id)
     body = HashingStream(request.stream(), enabled=idempotency_key is not None)

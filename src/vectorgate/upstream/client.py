@@ -21,5 +21,11 @@ def create_base_client(settings: Settings) -> openai.AsyncOpenAI:
     )
 
 
-def client_for(base: openai.AsyncOpenAI, api_key: Secret) -> openai.AsyncOpenAI:
-    return base.with_options(api_key=api_key.reveal())
+def client_for(
+    base: openai.AsyncOpenAI, api_key: Secret, base_url: str | None = None
+) -> openai.AsyncOpenAI:
+    """A view of `base` that authenticates with `api_key`, at the credential's own
+    `base_url` when it has one (SPEC 12)."""
+    if base_url is None:
+        return base.with_options(api_key=api_key.reveal())
+    return base.with_options(api_key=api_key.reveal(), base_url=base_url)

@@ -75,7 +75,9 @@ async def sweep(
                     credential = await get_credential(
                         session, orphan.organization_id, orphan.credential_id
                     )
-                    client = client_for(base_client, reveal_key(keyring, credential))
+                    client = client_for(
+                        base_client, reveal_key(keyring, credential), credential.base_url
+                    )
                 except Exception as exc:
                     log.warning("cannot clean up %s: %s", orphan.file_id, type(exc).__name__)
                     continue

@@ -151,7 +151,9 @@ class Poller:
 
     async def _client(self, session: AsyncSession, batch: FileBatch) -> openai.AsyncOpenAI:
         credential = await get_credential(session, batch.organization_id, batch.credential_id)
-        client = client_for(self._base_client, reveal_key(self._keyring, credential))
+        client = client_for(
+            self._base_client, reveal_key(self._keyring, credential), credential.base_url
+        )
         # A poll holds its batch's lease: keep each call short.
         return client.with_options(timeout=_CALL_TIMEOUT_S)
 

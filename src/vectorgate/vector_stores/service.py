@@ -45,7 +45,7 @@ async def register_vector_store(
 ) -> VectorStore:
     """Create a vector store upstream, or check an existing one there, and register it."""
     credential = await get_credential(session, org_id, credential_id)
-    client = client_for(base_client, reveal_key(keyring, credential))
+    client = client_for(base_client, reveal_key(keyring, credential), credential.base_url)
     if vector_store_id is not None:
         if await session.get(VectorStore, (org_id, vector_store_id)) is not None:
             raise _already_registered(vector_store_id)
@@ -96,7 +96,7 @@ async def store_client(
     store: VectorStore,
 ) -> openai.AsyncOpenAI:
     credential = await get_credential(session, store.organization_id, store.credential_id)
-    return client_for(base_client, reveal_key(keyring, credential))
+    return client_for(base_client, reveal_key(keyring, credential), credential.base_url)
 
 
 async def unregister_vector_store(
