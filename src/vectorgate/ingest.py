@@ -110,11 +110,11 @@ async def ingest(
             except ClientDisconnect:
                 raise bad_request("The client disconnected before the body was complete") from None
 
-        async def finish(to_save: list[object]) -> None:
+        async def finish(to_save: list[object], settled: list[str]) -> None:
             """The request's last write: what it keeps, its journal settled, slots back."""
             async with write_transaction(resources.sessionmaker) as session:
                 session.add_all(to_save)
-                await upstream_journal.settle(session, uploaded.file_ids)
+                await upstream_journal.settle(session, settled)
                 await slots.give_back(session)
 
         try:
@@ -130,9 +130,11 @@ async def ingest(
                 batch = await create_batch(client, vector_store_id, [f.id for f in files])
             ingested = Ingested(staged, files, batch)
             yield ingested
-            await finish(ingested.to_save)
+            await finish(ingested.to_save, uploaded.file_ids)
         except BaseException:
-            await uploaded.discard()
+            # Only files known to be gone are settled; a failed delete keeps its journal
+            # row, and the sweeper retries it once this request's slots are given back.
+            deleted = await uploaded.discard()
             if uploaded.file_ids:  # else nothing to settle; UploadSlots gives back any slots
-                await asyncio.shield(finish([]))
+                await asyncio.shield(finish([], deleted))
             raise

@@ -37,6 +37,8 @@ class Settings(BaseSettings):
     upload_slot_lease_s: float = Field(default=120, gt=0)
     poll_interval_s: float = Field(default=1.0, gt=0)
     poller_lease_s: float = Field(default=30, gt=0)
+    # First retry of an upstream delete that failed (doubling, at most 10 minutes apart).
+    compensation_backoff_s: float = Field(default=5, gt=0)
 
     @field_validator("cors_origins", "upstream_allowed_base_urls", mode="before")
     @classmethod

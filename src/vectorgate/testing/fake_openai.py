@@ -1303,6 +1303,11 @@ class FakeOpenAI:
             )
         )
 
+    def clear_faults(self) -> None:
+        """Remove every fault rule: the upstream recovers, keeping its objects."""
+        with self._state.lock:
+            self._state.faults.clear()
+
     def fail_files_named(
         self,
         name: str,

@@ -42,11 +42,12 @@ class IdempotencyKey(Base):
 
 
 class UpstreamUpload(Base):
-    """A file a request put upstream and has not yet settled (recorded or deleted).
+    """A file a request put upstream and has not yet settled (kept, or known deleted).
 
-    Written the moment the upload returns and removed when the request ends either way,
-    so a file whose request died with its worker still has a row saying so; the
-    poller's sweep deletes such files upstream once the request's slot has expired.
+    Written the moment the upload returns and removed when the request ends with the file
+    kept or deleted upstream. A file whose request died with its worker, or whose delete
+    failed, still has a row saying so; the poller's sweep deletes such files upstream
+    once the request's slot has expired, retrying with backoff until the delete succeeds.
     """
 
     __tablename__ = "upstream_uploads"
@@ -59,3 +60,8 @@ class UpstreamUpload(Base):
     vector_store_id: Mapped[str] = mapped_column(String(128))
     slot_id: Mapped[str] = mapped_column(String(32), index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Deletes the sweeper tried without success, when it may try next (also its lease:
+    # a sweeper pushes it forward before it calls upstream) and why the last one failed.
+    delete_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    last_error: Mapped[str | None] = mapped_column(String(300), default=None)

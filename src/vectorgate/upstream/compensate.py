@@ -8,6 +8,8 @@ from collections.abc import Awaitable, Callable
 
 import openai
 
+from vectorgate.upstream.errors import is_not_found
+
 log = logging.getLogger(__name__)
 
 _CLEANUP_TIMEOUT_S = 60.0
@@ -34,43 +36,58 @@ class UploadedFiles:
         if self._on_add is not None:
             await self._on_add(file_id)
 
-    async def discard(self) -> None:
+    async def discard(self) -> list[str]:
         """Detach every file from the vector store and delete it; never raises.
 
-        Shielded, so a request cancelled by its client disconnecting still cleans up.
+        Returns the ids of the files now known to be gone upstream (deleted, or not found
+        there). The others could not be deleted: their journal rows must stay, so that the
+        sweeper tries again. Shielded, so a request cancelled by its client disconnecting
+        still cleans up.
         """
         if not self.file_ids:
-            return
+            return []
         task = asyncio.ensure_future(self._discard_all())
         try:
-            await asyncio.shield(task)
+            return await asyncio.shield(task)
         except asyncio.CancelledError:
             await asyncio.wait([task], timeout=_CLEANUP_TIMEOUT_S)
             raise
 
-    async def _discard_all(self) -> None:
+    async def _discard_all(self) -> list[str]:
         try:
             async with asyncio.timeout(_CLEANUP_TIMEOUT_S):
-                await asyncio.gather(*(self._discard(file_id) for file_id in self.file_ids))
+                gone = await asyncio.gather(*(self._discard(f) for f in self.file_ids))
         except TimeoutError:
             log.error(
-                "gave up deleting upstream files %s after %ss", self.file_ids, _CLEANUP_TIMEOUT_S
+                "gave up deleting upstream files %s after %ss; the sweeper retries",
+                self.file_ids,
+                _CLEANUP_TIMEOUT_S,
             )
+            return []
+        return [file_id for file_id, ok in zip(self.file_ids, gone, strict=True) if ok]
 
-    async def _discard(self, file_id: str) -> None:
-        try:
-            await self._client.vector_stores.files.delete(
-                file_id, vector_store_id=self._vector_store_id
-            )
-        except openai.NotFoundError:
-            pass  # never attached, or already detached
-        except openai.OpenAIError as exc:
+    async def _discard(self, file_id: str) -> bool:
+        return await delete_upstream_file(self._client, self._vector_store_id, file_id)
+
+
+async def delete_upstream_file(
+    client: openai.AsyncOpenAI, vector_store_id: str, file_id: str
+) -> bool:
+    """Detach `file_id` from the store and delete it; True once it is known to be gone.
+
+    Deleting the file is what counts (OpenAI drops a deleted file from its stores); the
+    detach first only stops it from being searched meanwhile, so its failure is logged
+    and the delete attempted anyway.
+    """
+    try:
+        await client.vector_stores.files.delete(file_id, vector_store_id=vector_store_id)
+    except openai.OpenAIError as exc:
+        if not is_not_found(exc):
             log.warning("could not detach upstream file %s: %s", file_id, type(exc).__name__)
-        try:
-            await self._client.files.delete(file_id)
-        except openai.NotFoundError:
-            pass
-        except openai.OpenAIError as exc:
-            log.error("could not delete upstream file %s: %s", file_id, type(exc).__name__)
-        else:
-            log.info("deleted upstream file %s left by a failed request", file_id)
+    try:
+        await client.files.delete(file_id)
+    except openai.OpenAIError as exc:
+        if not is_not_found(exc):
+            log.warning("could not delete upstream file %s: %s", file_id, type(exc).__name__)
+            return False
+    return True

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -33,12 +35,14 @@ def _translate(exc: openai.OpenAIError, action: str, not_found: str | None) -> A
             f"OpenAI rejected the credential's API key ({exc.status_code}) "
             f"while trying to {action}",
         )
-    if isinstance(exc, openai.NotFoundError) and not_found is not None:
+    if not_found is not None and is_not_found(exc):
         return AppError(404, ErrorCode.NOT_FOUND, not_found)
     if isinstance(exc, openai.RateLimitError):
         message = f"OpenAI kept answering 429 (rate limited) while trying to {action}"
     elif isinstance(exc, openai.APIStatusError):
-        message = f"OpenAI answered {exc.status_code} while trying to {action}: {_message(exc)}"
+        message = (
+            f"OpenAI answered {exc.status_code} while trying to {action}: {error_message(exc)}"
+        )
     elif isinstance(exc, openai.APITimeoutError):
         message = f"OpenAI timed out while trying to {action}"
     elif isinstance(exc, openai.APIConnectionError):
@@ -48,10 +52,31 @@ def _translate(exc: openai.OpenAIError, action: str, not_found: str | None) -> A
     return AppError(502, ErrorCode.UPSTREAM_ERROR, message)
 
 
-def _message(exc: openai.APIStatusError) -> str:
+_NOT_FOUND_MESSAGE = re.compile(r"\bnot found\b|\bno such\b|does not exist", re.IGNORECASE)
+
+
+def is_not_found(exc: openai.OpenAIError) -> bool:
+    """Whether the upstream said the thing asked about does not exist.
+
+    OpenAI answers 404. Llama Stack answers 400 with a message such as "Vector_store
+    'vs_x' not found" (SPEC 12): a 400 whose message says so counts as not found too.
+    """
+    if isinstance(exc, openai.NotFoundError):
+        return True
+    if isinstance(exc, openai.BadRequestError):
+        return bool(_NOT_FOUND_MESSAGE.search(error_message(exc)))
+    return False
+
+
+def error_message(exc: openai.APIStatusError) -> str:
+    """The upstream's own message: OpenAI's `{"error": {"message"}}` (the SDK hands over
+    the inner object), FastAPI's `{"detail": ...}`, or else the status line's reason."""
     body = exc.body
     if isinstance(body, dict):
-        message = body.get("message")
-        if isinstance(message, str):
-            return message[:300]
+        for key in ("message", "detail"):
+            value = body.get(key)
+            if isinstance(value, str) and value:
+                return value[:300]
+            if isinstance(value, list | dict) and value:
+                return json.dumps(value)[:300]
     return exc.response.reason_phrase or "error"

@@ -29,6 +29,7 @@ from vectorgate.settings import Settings
 from vectorgate.upstream import journal
 from vectorgate.upstream.batch import poll_interval
 from vectorgate.upstream.client import client_for
+from vectorgate.upstream.errors import is_not_found
 from vectorgate.vector_stores.models import FileBatch, VectorStoreFile
 from vectorgate.vector_stores.service import (
     FINAL_STATUSES,
@@ -73,7 +74,12 @@ class Poller:
 
     async def run_once(self) -> int:
         """Claim the batches that are due and poll each once; returns how many."""
-        await journal.sweep(self._sessionmaker, self._keyring, self._base_client)
+        await journal.sweep(
+            self._sessionmaker,
+            self._keyring,
+            self._base_client,
+            backoff_s=self._settings.compensation_backoff_s,
+        )
         polled = 0
         for batch_id in await self._claim_due():
             await self._poll(batch_id)
@@ -179,12 +185,13 @@ class Poller:
                     record = by_file_id.get(upstream.id)
                     if record is not None:
                         apply_upstream_status(record, upstream)
-        except openai.NotFoundError:
-            # Deleted upstream (or the store was): these files will never finish.
-            for record in pending:
-                mark_failed(record, "the file batch no longer exists at OpenAI")
-            return None
-        except Exception as exc:  # the deadline catches a batch that keeps failing
+        except Exception as exc:
+            if isinstance(exc, openai.OpenAIError) and is_not_found(exc):
+                # Deleted upstream (or the store was): these files will never finish.
+                for record in pending:
+                    mark_failed(record, "the file batch no longer exists upstream")
+                return None
+            # The deadline catches a batch that keeps failing.
             log.warning("could not poll batch %s: %s", batch.id, type(exc).__name__)
             return None
         return poll_interval(raw.headers)
