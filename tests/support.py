@@ -62,16 +62,23 @@ def staged_leftovers(temp_dir: Path) -> list[Path]:
     ]
 
 
-def open_post(base_url: str, target: str, api_key: str, content_length: int) -> socket.socket:
+def open_post(
+    base_url: str,
+    target: str,
+    api_key: str,
+    content_length: int,
+    headers: dict[str, str] | None = None,
+) -> socket.socket:
     """A raw multipart POST with only its head sent: the caller sends as much body as it
     wants (or none, or closes early) and reads the reply with `read_reply`."""
     host, port = base_url.removeprefix("http://").split(":")
     sock = socket.create_connection((host, int(port)), timeout=30)
+    extra = "".join(f"{name}: {value}\r\n" for name, value in (headers or {}).items())
     sock.sendall(
         (
             f"POST {target} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n"
             f"X-API-Key: {api_key}\r\nContent-Type: {content_type()}\r\n"
-            f"Content-Length: {content_length}\r\n\r\n"
+            f"Content-Length: {content_length}\r\n{extra}\r\n"
         ).encode()
     )
     return sock

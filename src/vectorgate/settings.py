@@ -39,6 +39,9 @@ class Settings(BaseSettings):
     poller_lease_s: float = Field(default=30, gt=0)
     # First retry of an upstream delete that failed (doubling, at most 10 minutes apart).
     compensation_backoff_s: float = Field(default=5, gt=0)
+    # Lease of a running request's Idempotency-Key, renewed while it runs: a retry after
+    # its worker died waits at most this long.
+    idempotency_lease_s: float = Field(default=60, gt=0)
 
     @field_validator("cors_origins", "upstream_allowed_base_urls", mode="before")
     @classmethod

@@ -104,5 +104,11 @@ async def upload_to_vector_store(
 
     route = f"POST {request.url.path}?credential={credential}"
     return await idempotent(
-        resources.sessionmaker, caller.organization_id, idempotency_key, route, body, handle
+        resources.sessionmaker,
+        caller.organization_id,
+        idempotency_key,
+        route,
+        body,
+        handle,
+        lease_s=settings.idempotency_lease_s,
     )

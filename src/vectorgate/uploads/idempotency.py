@@ -8,7 +8,9 @@ retry is safe). A later request with the key:
 - the first is still running: 409;
 - same route and body hash: the stored response, without uploading anything;
 - anything else: 409.
-Records live 24 hours.
+Records live 24 hours. While the first request runs, its row is a lease it renews (like
+upload slots): if its worker is killed, or the database is down when it fails and cannot
+give the key back, the lease runs out and the next request with the key takes it over.
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from fastapi.responses import JSONResponse
@@ -28,6 +31,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from vectorgate.db import utcnow, write_transaction
 from vectorgate.errors import AppError, ErrorCode
 from vectorgate.uploads.models import IdempotencyKey
+
+log = logging.getLogger(__name__)
 
 KEEP_FOR = timedelta(hours=24)
 MAX_KEY_LENGTH = 255
@@ -64,7 +69,12 @@ def _conflict(message: str) -> AppError:
 
 
 async def claim(
-    sessionmaker: async_sessionmaker[AsyncSession], org_id: str, key: str, route: str
+    sessionmaker: async_sessionmaker[AsyncSession],
+    org_id: str,
+    key: str,
+    route: str,
+    *,
+    lease_s: float,
 ) -> IdempotencyKey | None:
     """Take `key` for this request (None), or return the record of whoever has it."""
     if not key or len(key) > MAX_KEY_LENGTH:
@@ -74,6 +84,7 @@ async def claim(
             f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} characters",
         )
     now = utcnow()
+    lease = now + timedelta(seconds=lease_s)
     async with write_transaction(sessionmaker) as session:
         await session.execute(
             delete(IdempotencyKey).where(
@@ -86,7 +97,11 @@ async def claim(
         async with write_transaction(sessionmaker) as session:
             session.add(
                 IdempotencyKey(
-                    organization_id=org_id, key=key, route=route, expires_at=now + KEEP_FOR
+                    organization_id=org_id,
+                    key=key,
+                    route=route,
+                    expires_at=now + KEEP_FOR,
+                    lease_expires_at=lease,
                 )
             )
         return None
@@ -94,8 +109,60 @@ async def claim(
         async with sessionmaker() as session:
             existing = await session.get(IdempotencyKey, (org_id, key))
         if existing is None:  # given back in the meantime: try once more
-            return await claim(sessionmaker, org_id, key, route)
+            return await claim(sessionmaker, org_id, key, route, lease_s=lease_s)
+        if existing.response_status is None and _lease_over(existing, now):
+            # Its request died without a word: take the key over, unless another
+            # request has just done so (then look again).
+            if await _take_over(sessionmaker, existing, route, lease):
+                return None
+            return await claim(sessionmaker, org_id, key, route, lease_s=lease_s)
         return existing
+
+
+def _lease_over(record: IdempotencyKey, now: datetime) -> bool:
+    # No lease at all: a row of a request that was running when this column was added.
+    return record.lease_expires_at is None or record.lease_expires_at <= now
+
+
+async def _take_over(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    existing: IdempotencyKey,
+    route: str,
+    lease: datetime,
+) -> bool:
+    async with write_transaction(sessionmaker) as session:
+        result = await session.execute(
+            update(IdempotencyKey)
+            .where(
+                IdempotencyKey.organization_id == existing.organization_id,
+                IdempotencyKey.key == existing.key,
+                IdempotencyKey.response_status.is_(None),
+                (
+                    IdempotencyKey.lease_expires_at.is_(None)
+                    if existing.lease_expires_at is None
+                    else IdempotencyKey.lease_expires_at == existing.lease_expires_at
+                ),
+            )
+            .values(route=route, lease_expires_at=lease, request_hash=None)
+        )
+    return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+
+async def _renew(
+    sessionmaker: async_sessionmaker[AsyncSession], org_id: str, key: str, lease_s: float
+) -> None:
+    """Keep the lease of a running request alive (a missed renewal only shortens it)."""
+    while True:
+        await asyncio.sleep(lease_s / 3)
+        try:
+            async with write_transaction(sessionmaker) as session:
+                await session.execute(
+                    update(IdempotencyKey)
+                    .where(IdempotencyKey.organization_id == org_id, IdempotencyKey.key == key)
+                    .values(lease_expires_at=utcnow() + timedelta(seconds=lease_s))
+                )
+        except Exception:
+            log.warning("could not renew the lease of an idempotency key", exc_info=True)
 
 
 async def replay(existing: IdempotencyKey, route: str, body: HashingStream) -> JSONResponse:
@@ -129,6 +196,7 @@ async def complete(
                 request_hash=request_hash,
                 response_status=status,
                 response_body=json.dumps(body),
+                lease_expires_at=None,
             )
         )
 
@@ -149,17 +217,22 @@ async def idempotent(
     route: str,
     body: HashingStream,
     handle: Callable[[], Awaitable[Any]],
+    *,
+    lease_s: float,
 ) -> Any:
     """Run `handle` (which reads `body`) at most once per key; repeats get its response."""
     if key is None:
         return await handle()
-    existing = await claim(sessionmaker, org_id, key, route)
+    existing = await claim(sessionmaker, org_id, key, route, lease_s=lease_s)
     if existing is not None:
         return await replay(existing, route, body)
+    renewal = asyncio.create_task(_renew(sessionmaker, org_id, key, lease_s))
     try:
         result = await handle()
     except BaseException:
+        renewal.cancel()
         await asyncio.shield(release(sessionmaker, org_id, key))
         raise
+    renewal.cancel()
     await complete(sessionmaker, org_id, key, body.hexdigest(), 200, result)
     return result

@@ -26,7 +26,10 @@ class UploadSlot(Base):
 
 
 class IdempotencyKey(Base):
-    """The first response to a request carrying an `Idempotency-Key`, kept for 24 hours."""
+    """The first response to a request carrying an `Idempotency-Key`, kept for 24 hours.
+
+    Until that response exists, the row is a lease held by the running request.
+    """
 
     __tablename__ = "idempotency_keys"
 
@@ -39,6 +42,9 @@ class IdempotencyKey(Base):
     response_status: Mapped[int | None] = mapped_column(Integer)
     response_body: Mapped[str | None] = mapped_column(Text)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    # While the first request runs it renews this lease; a key whose request died (worker
+    # killed, database down as it failed) frees itself when the lease runs out.
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
 
 
 class UpstreamUpload(Base):

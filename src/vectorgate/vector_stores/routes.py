@@ -178,7 +178,13 @@ async def upload_base64(
 
     route = f"POST {request.url.path}"
     return await idempotent(
-        resources.sessionmaker, caller.organization_id, idempotency_key, route, body, handle
+        resources.sessionmaker,
+        caller.organization_id,
+        idempotency_key,
+        route,
+        body,
+        handle,
+        lease_s=settings.idempotency_lease_s,
     )
 
 
