@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_asyn
 
 from vectorgate.db import create_engine, create_sessionmaker
 from vectorgate.migrate import upgrade_to_head
-from vectorgate.testing.fake_openai import FakeOpenAI
+from vectorgate.testing.fake_openai import Dialect, FakeOpenAI
 
 # End-to-end fixtures (`service`, `tenant`, `client`, ...) live in their own module.
 pytest_plugins = ["tests.e2e"]
@@ -123,9 +123,23 @@ def fake_openai() -> Iterator[FakeOpenAI]:
 
 
 @pytest.fixture
-def fake(fake_openai: FakeOpenAI) -> Iterator[FakeOpenAI]:
-    """The session's fake OpenAI, clean for each test."""
+def upstream_dialect() -> Dialect:
+    """Which upstream the fake plays; modules that set `UPSTREAM_DIALECTS` run every test
+    that uses `fake` once per dialect listed there."""
+    return "openai"
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    dialects = getattr(metafunc.module, "UPSTREAM_DIALECTS", None)
+    if dialects and "upstream_dialect" in metafunc.fixturenames:
+        metafunc.parametrize("upstream_dialect", dialects)
+
+
+@pytest.fixture
+def fake(fake_openai: FakeOpenAI, upstream_dialect: Dialect) -> Iterator[FakeOpenAI]:
+    """The session's fake OpenAI, clean for each test, answering in `upstream_dialect`."""
     fake_openai.reset()
+    fake_openai.dialect = upstream_dialect
     yield fake_openai
     fake_openai.reset()
 

@@ -108,7 +108,15 @@ async def _unsuccessful_files(
 
 
 def _describe(file: VectorStoreFile, filenames: Mapping[str, str]) -> str:
-    name = filenames.get(file.id, file.id)
+    return f"{filenames.get(file.id, file.id)} ({file.id}): {failure_reason(file)}"
+
+
+def failure_reason(file: VectorStoreFile) -> str:
+    """Why an upstream file ended `failed` or `cancelled`, in the upstream's own words.
+
+    Some OpenAI-compatible upstreams (Llama Stack) fail files without `last_error`
+    (SPEC 12): that is said too, rather than nothing.
+    """
     if file.last_error is None:
-        return f"{name} ({file.id}): {file.status}"
-    return f"{name} ({file.id}): {file.status}: {file.last_error.code}: {file.last_error.message}"
+        return f"{file.status} upstream without a reason given"
+    return f"{file.status}: {file.last_error.code}: {file.last_error.message}"
