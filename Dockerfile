@@ -6,6 +6,7 @@ WORKDIR /src
 RUN python -m venv /opt/venv
 COPY pyproject.toml README.md ./
 COPY src ./src
+COPY alembic ./alembic
 RUN /opt/venv/bin/pip install --no-cache-dir .
 
 FROM python:3.11-slim

@@ -1,4 +1,8 @@
-"""Alembic, driven from code: `vectorgate migrate`, `vectorgate serve` and the tests use it."""
+"""Alembic, driven from code: `vectorgate migrate`, `vectorgate serve` and the tests use it.
+
+The scripts live in the checkout's top-level `alembic/`; `vectorgate/migrations` links
+there in the source tree and is a copy of it in a built wheel, so both find them here.
+"""
 
 from __future__ import annotations
 
