@@ -34,6 +34,13 @@ class Settings(BaseSettings):
     upload_slot_lease_s: float = Field(default=120, gt=0)
     poll_interval_s: float = Field(default=1.0, gt=0)
     poller_lease_s: float = Field(default=30, gt=0)
+    # Upstream calls a client waits on, and the purge of expired rows:
+    # OpenAI answers these small reads and deletes in well under a second; 10 s is ample.
+    interactive_upstream_timeout_s: float = Field(default=10, gt=0)
+    # The status refresh is best effort (the poller gets there): answer from the database.
+    status_refresh_timeout_s: float = Field(default=2, gt=0)
+    # Nothing reads expired idempotency keys and slots; a minute keeps their tables small.
+    expired_rows_purge_interval_s: float = Field(default=60, gt=0)
 
     @field_validator("cors_origins", mode="before")
     @classmethod
