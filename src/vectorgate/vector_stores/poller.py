@@ -14,6 +14,7 @@ import asyncio
 import logging
 import os
 import socket
+import time
 import uuid
 from datetime import timedelta
 
@@ -26,6 +27,8 @@ from vectorgate.db import utcnow, write_transaction
 from vectorgate.observability import POLLER_LAG
 from vectorgate.security.encryption import Keyring
 from vectorgate.settings import Settings
+from vectorgate.uploads import idempotency
+from vectorgate.uploads import slots as upload_slots
 from vectorgate.upstream import journal
 from vectorgate.upstream.batch import poll_interval
 from vectorgate.upstream.client import client_for
@@ -58,6 +61,7 @@ class Poller:
         self._settings = settings
         # Says who holds a lease: host and process for an operator, random for uniqueness.
         self.owner = f"{socket.gethostname()[:32]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._next_purge = 0.0  # time.monotonic() of the next purge of expired rows
 
     async def run_forever(self) -> None:
         while True:
@@ -74,11 +78,32 @@ class Poller:
     async def run_once(self) -> int:
         """Claim the batches that are due and poll each once; returns how many."""
         await journal.sweep(self._sessionmaker, self._keyring, self._base_client)
+        await self._purge_expired()
         polled = 0
         for batch_id in await self._claim_due():
             await self._poll(batch_id)
             polled += 1
         return polled
+
+    async def _purge_expired(self) -> None:
+        """Every `expired_rows_purge_interval_s`, delete expired idempotency keys and upload
+        slots, one bounded batch each; a full batch means more are due at the next round."""
+        now = time.monotonic()
+        if now < self._next_purge:
+            return
+        self._next_purge = now + self._settings.expired_rows_purge_interval_s
+        try:
+            keys = await idempotency.purge_expired(self._sessionmaker)
+            slots = await upload_slots.purge_expired(
+                self._sessionmaker, grace_s=self._settings.upload_slot_lease_s
+            )
+        except Exception as exc:  # the next purge tries again; polling goes on meanwhile
+            log.warning("could not purge expired rows: %s", type(exc).__name__)
+            return
+        if keys or slots:
+            log.info("purged %d expired idempotency keys and %d upload slots", keys, slots)
+        if keys >= idempotency.PURGE_BATCH or slots >= upload_slots.PURGE_BATCH:
+            self._next_purge = now
 
     async def _claim_due(self) -> list[str]:
         now = utcnow()
