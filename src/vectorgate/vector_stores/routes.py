@@ -37,6 +37,7 @@ from vectorgate.vector_stores.service import (
     get_vector_store,
     list_file_records,
     list_vector_stores,
+    may_refresh,
     prepare_registration,
     refresh_file_record,
     save_registration,
@@ -217,15 +218,16 @@ async def file_status(
     resources: ResourcesDep,
 ) -> FileStatus:
     """Processing status of one file, by `vsf_` id or OpenAI `file-` id."""
+    settings = resources.settings
     async with resources.sessionmaker() as session:
         store = await get_vector_store(session, caller.organization_id, vector_store_id)
         record = await get_file_record(session, store, file_id)
+        client = None
+        if may_refresh(record):
+            refresh_client = interactive(resources.openai, settings.status_refresh_timeout_s)
+            client = await store_client(session, resources.keyring, refresh_client, store)
+    # The session is closed: OpenAI's answer is awaited without holding a connection.
     record = await refresh_file_record(
-        resources.sessionmaker,
-        resources.keyring,
-        interactive(resources.openai, resources.settings.status_refresh_timeout_s),
-        store,
-        record,
-        timeout_s=resources.settings.batch_timeout_s,
+        resources.sessionmaker, client, store, record, timeout_s=settings.batch_timeout_s
     )
     return FileStatus.model_validate(record, from_attributes=True)

@@ -345,32 +345,35 @@ def mark_failed(record: VectorStoreFile, message: str) -> None:
     record.updated_at = utcnow()
 
 
+def may_refresh(record: VectorStoreFile) -> bool:
+    """Whether a status request for `record` may need OpenAI (and so its client)."""
+    return record.processing_status not in FINAL_STATUSES and record.file_id is not None
+
+
 async def refresh_file_record(
     sessionmaker: async_sessionmaker[AsyncSession],
-    keyring: Keyring,
-    base_client: openai.AsyncOpenAI,
+    client: openai.AsyncOpenAI | None,
     store: VectorStore,
     record: VectorStoreFile,
     *,
     timeout_s: float,
 ) -> VectorStoreFile:
-    """Bring a stale non-final record up to date with OpenAI (best effort); returns it as
-    the database now has it.
+    """Bring a stale non-final record up to date with OpenAI (best effort, with `client`
+    if given); returns it as the database now has it.
 
-    No connection is held across the call: the credential is read in a session of its
-    own, OpenAI is asked once (give an `interactive` client: a rate-limited or slow key
-    then answers from the database at once), and the change is written in a short
-    transaction that never overwrites a final status someone else (the poller, another
-    request) wrote in between.
+    Called with no session open: OpenAI is asked once (give an `interactive` client: a
+    rate-limited or slow key then answers from the database at once), and the change is
+    written in a short transaction that never overwrites a final status someone else
+    (the poller, another request) wrote in between.
     """
     if record.processing_status in FINAL_STATUSES:
         return record
     if fail_if_overdue(record, timeout_s):
         return await _save_status(sessionmaker, record)
-    if record.file_id is None or utcnow() - record.updated_at < STATUS_REFRESH_AFTER:
+    if client is None or record.file_id is None:
         return record
-    async with sessionmaker() as session:
-        client = await store_client(session, keyring, base_client, store)
+    if utcnow() - record.updated_at < STATUS_REFRESH_AFTER:
+        return record
     try:
         upstream = await client.vector_stores.files.retrieve(
             record.file_id, vector_store_id=store.id
