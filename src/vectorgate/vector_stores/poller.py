@@ -45,6 +45,8 @@ log = logging.getLogger(__name__)
 
 _CLAIM_AT_ONCE = 20
 _CALL_TIMEOUT_S = 20.0
+# A batch whose key is rate limited waits at most this long for its next poll.
+_MAX_BACKOFF_S = 300.0
 
 
 class Poller:
@@ -137,8 +139,8 @@ class Poller:
         return claimed
 
     async def _poll(self, batch_id: str) -> None:
-        # Read, ask OpenAI, then write in one short transaction: no transaction (and so
-        # no SQLite write lock) is ever held across an HTTP call.
+        # Read, close the session, ask OpenAI, then write in one short transaction: no
+        # connection (nor SQLite's write lock) is ever held across an HTTP call.
         async with self._sessionmaker() as session:
             batch = await session.get(FileBatch, batch_id)
             if batch is None or batch.lease_owner != self.owner:
@@ -152,15 +154,17 @@ class Poller:
                 )
             ).all()
             pending = [r for r in records if r.processing_status not in FINAL_STATUSES]
-            interval = self._settings.poll_interval_s
-            if pending and utcnow() >= batch.deadline_at:
-                for record in pending:
-                    mark_timed_out(record, self._settings.batch_timeout_s)
-                await self._cancel_upstream(session, batch)
-            elif pending:
-                # OpenAI's hint may ask for more patience, never for more polls than
-                # poll_interval_s: nobody waits on these answers, clients ask the status.
-                interval = max(await self._refresh(session, batch, pending) or 0, interval)
+            client = await self._client(session, batch) if pending else None
+        interval = self._settings.poll_interval_s
+        if pending and utcnow() >= batch.deadline_at:
+            for record in pending:
+                mark_timed_out(record, self._settings.batch_timeout_s)
+            if client is not None:
+                await self._cancel_upstream(client, batch)
+        elif client is not None:
+            # OpenAI's hint may ask for more patience, never for more polls than
+            # poll_interval_s: nobody waits on these answers, clients ask the status.
+            interval = max(await self._refresh(client, batch, pending) or 0, interval)
         async with write_transaction(self._sessionmaker) as session:
             session.add_all(pending)  # detached above; their changes are flushed here
             await session.execute(
@@ -174,19 +178,25 @@ class Poller:
                 )
             )
 
-    async def _client(self, session: AsyncSession, batch: FileBatch) -> openai.AsyncOpenAI:
-        credential = await get_credential(session, batch.organization_id, batch.credential_id)
-        client = client_for(self._base_client, reveal_key(self._keyring, credential))
-        # A poll holds its batch's lease: keep each call short.
-        return client.with_options(timeout=_CALL_TIMEOUT_S)
+    async def _client(self, session: AsyncSession, batch: FileBatch) -> openai.AsyncOpenAI | None:
+        try:
+            credential = await get_credential(session, batch.organization_id, batch.credential_id)
+            client = client_for(self._base_client, reveal_key(self._keyring, credential))
+        except Exception as exc:  # the deadline catches a batch that can never be polled
+            log.warning("no OpenAI client for batch %s: %s", batch.id, type(exc).__name__)
+            return None
+        # A poll holds its batch's lease: keep each call short. No SDK retries either:
+        # they would wait out a Retry-After of up to 60 s each, stalling every other
+        # organization's batches behind one rate-limited key; the next poll is the retry.
+        return client.with_options(timeout=_CALL_TIMEOUT_S, max_retries=0)
 
     async def _refresh(
-        self, session: AsyncSession, batch: FileBatch, pending: list[VectorStoreFile]
+        self, client: openai.AsyncOpenAI, batch: FileBatch, pending: list[VectorStoreFile]
     ) -> float | None:
         """Update `pending` from OpenAI; returns the poll interval OpenAI asks for, if any."""
         by_file_id = {r.file_id: r for r in pending}
         try:
-            batches = (await self._client(session, batch)).vector_stores.file_batches
+            batches = client.vector_stores.file_batches
             raw = await batches.with_raw_response.retrieve(
                 batch.id, vector_store_id=batch.vector_store_id
             )
@@ -207,16 +217,27 @@ class Poller:
             for record in pending:
                 mark_failed(record, "the file batch no longer exists at OpenAI")
             return None
+        except openai.RateLimitError as exc:  # OpenAI's wait, without waiting here
+            log.warning("could not poll batch %s: rate limited", batch.id)
+            return _retry_after_s(exc)
         except Exception as exc:  # the deadline catches a batch that keeps failing
             log.warning("could not poll batch %s: %s", batch.id, type(exc).__name__)
             return None
         return poll_interval(raw.headers)
 
-    async def _cancel_upstream(self, session: AsyncSession, batch: FileBatch) -> None:
+    async def _cancel_upstream(self, client: openai.AsyncOpenAI, batch: FileBatch) -> None:
         try:
-            client = await self._client(session, batch)
             await client.vector_stores.file_batches.cancel(
                 batch.id, vector_store_id=batch.vector_store_id
             )
         except Exception as exc:
             log.info("could not cancel overdue batch %s: %s", batch.id, type(exc).__name__)
+
+
+def _retry_after_s(exc: openai.APIStatusError) -> float | None:
+    """OpenAI's Retry-After, as the wait before this batch's next poll (capped)."""
+    try:
+        seconds = float(exc.response.headers.get("retry-after", ""))
+    except ValueError:
+        return None
+    return min(seconds, _MAX_BACKOFF_S) if seconds > 0 else None
