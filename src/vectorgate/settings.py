@@ -42,6 +42,13 @@ class Settings(BaseSettings):
     # Lease of a running request's Idempotency-Key, renewed while it runs: a retry after
     # its worker died waits at most this long.
     idempotency_lease_s: float = Field(default=60, gt=0)
+    # Upstream calls a client waits on, and the purge of expired rows:
+    # OpenAI answers these small reads and deletes in well under a second; 10 s is ample.
+    interactive_upstream_timeout_s: float = Field(default=10, gt=0)
+    # The status refresh is best effort (the poller gets there): answer from the database.
+    status_refresh_timeout_s: float = Field(default=2, gt=0)
+    # Nothing reads expired idempotency keys and slots; a minute keeps their tables small.
+    expired_rows_purge_interval_s: float = Field(default=60, gt=0)
 
     @field_validator("cors_origins", "upstream_allowed_base_urls", mode="before")
     @classmethod

@@ -19,7 +19,7 @@ from vectorgate.uploads.idempotency import HashingStream, idempotent
 from vectorgate.uploads.multipart import FILES_FIELD, receive_multipart
 from vectorgate.uploads.staging import StagedFile
 from vectorgate.upstream.batch import raise_for_failures, wait_for_batch
-from vectorgate.upstream.client import client_for
+from vectorgate.upstream.client import client_for, interactive
 from vectorgate.upstream.errors import upstream_errors
 
 router = APIRouter(
@@ -72,7 +72,8 @@ async def upload_to_vector_store(
         stored = await get_credential(session, caller.organization_id, credential)
     client = client_for(resources.openai, reveal_key(resources.keyring, stored), stored.base_url)
     with upstream_errors("find the vector store", not_found="Vector store not found"):
-        await client.vector_stores.retrieve(vector_store_id)
+        lookup = interactive(client, settings.interactive_upstream_timeout_s)
+        await lookup.vector_stores.retrieve(vector_store_id)
     body = HashingStream(request.stream(), enabled=idempotency_key is not None)
 
     def receive(workdir: Path) -> AsyncIterator[StagedFile]:

@@ -24,7 +24,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from fastapi.responses import JSONResponse
-from sqlalchemy import delete, update
+from sqlalchemy import delete, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -236,3 +236,26 @@ async def idempotent(
     renewal.cancel()
     await complete(sessionmaker, org_id, key, body.hexdigest(), 200, result)
     return result
+
+
+# Rows deleted per purge statement: one short transaction, whatever the backlog.
+PURGE_BATCH = 1000
+
+
+async def purge_expired(
+    sessionmaker: async_sessionmaker[AsyncSession], *, batch: int = PURGE_BATCH
+) -> int:
+    """Delete up to `batch` expired keys; returns how many. Nothing reads an expired key
+    (`claim` replaces it), so this only keeps the table small; safe on several workers."""
+    expired = (
+        select(IdempotencyKey.organization_id, IdempotencyKey.key)
+        .where(IdempotencyKey.expires_at <= utcnow())
+        .limit(batch)
+    )
+    async with write_transaction(sessionmaker) as session:
+        result = await session.execute(
+            delete(IdempotencyKey)
+            .where(tuple_(IdempotencyKey.organization_id, IdempotencyKey.key).in_(expired))
+            .execution_options(synchronize_session=False)
+        )
+    return int(result.rowcount)  # type: ignore[attr-defined]

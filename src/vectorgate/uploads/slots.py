@@ -17,14 +17,14 @@ import logging
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, exists, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from vectorgate.db import new_id, utcnow, write_transaction
 from vectorgate.errors import AppError, ErrorCode
 from vectorgate.observability import UPLOADS_IN_FLIGHT
 from vectorgate.organizations.models import Organization
-from vectorgate.uploads.models import UploadSlot
+from vectorgate.uploads.models import UploadSlot, UpstreamUpload
 
 log = logging.getLogger(__name__)
 
@@ -167,3 +167,36 @@ async def upload_slots(
     async with UploadSlots(sessionmaker, org_id, limit=limit, lease_s=lease_s) as slots:
         await slots.take(files)
         yield
+
+
+# Rows deleted per purge statement: one short transaction, whatever the backlog.
+PURGE_BATCH = 1000
+
+
+async def purge_expired(
+    sessionmaker: async_sessionmaker[AsyncSession], *, grace_s: float, batch: int = PURGE_BATCH
+) -> int:
+    """Delete up to `batch` slots expired more than `grace_s` ago; returns how many.
+
+    Expired slots count for nothing, but a holder that missed a few renewals may still
+    renew one, so only slots a whole grace period past expiry go. Slots that a journal
+    row of an unsettled upload still names stay: the journal's sweep settles the row
+    first (see upstream/journal.py). Safe on several workers at once: each deletes what
+    is still there.
+    """
+    cutoff = utcnow() - timedelta(seconds=grace_s)
+    expired = (
+        select(UploadSlot.id)
+        .where(
+            UploadSlot.expires_at <= cutoff,
+            ~exists().where(UpstreamUpload.slot_id == UploadSlot.id),
+        )
+        .limit(batch)
+    )
+    async with write_transaction(sessionmaker) as session:
+        result = await session.execute(
+            delete(UploadSlot)
+            .where(UploadSlot.id.in_(expired))
+            .execution_options(synchronize_session=False)
+        )
+    return int(result.rowcount)  # type: ignore[attr-defined]

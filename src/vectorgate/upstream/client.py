@@ -29,3 +29,13 @@ def client_for(
     if base_url is None:
         return base.with_options(api_key=api_key.reveal())
     return base.with_options(api_key=api_key.reveal(), base_url=base_url)
+
+
+def interactive(client: openai.AsyncOpenAI, timeout_s: float) -> openai.AsyncOpenAI:
+    """A view of `client` for a call an HTTP client is waiting on: one short try.
+
+    The SDK's retries honour `Retry-After` for up to 60 s each: a rate-limited key would
+    keep a status or registration request open for minutes. Such calls fail fast instead
+    and the caller answers at once (from the database, or 502 with `Retry-After`).
+    """
+    return client.with_options(timeout=timeout_s, max_retries=0)

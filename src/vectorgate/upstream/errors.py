@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -11,6 +12,9 @@ import openai
 
 from vectorgate.errors import AppError, ErrorCode
 from vectorgate.observability import UPSTREAM_ERRORS
+
+# An upstream Retry-After longer than an hour is not passed on: more likely a bug than a plan.
+_MAX_RETRY_AFTER_S = 3600
 
 
 @contextmanager
@@ -38,7 +42,17 @@ def _translate(exc: openai.OpenAIError, action: str, not_found: str | None) -> A
     if not_found is not None and is_not_found(exc):
         return AppError(404, ErrorCode.NOT_FOUND, not_found)
     if isinstance(exc, openai.RateLimitError):
-        message = f"OpenAI kept answering 429 (rate limited) while trying to {action}"
+        message = f"OpenAI answered 429 (rate limited) while trying to {action}"
+        retry_after = _retry_after_s(exc)
+        if retry_after is not None:
+            # Passed on, so a client backs off as long as OpenAI asked (SPEC 3.1: 502).
+            return AppError(
+                502,
+                ErrorCode.UPSTREAM_ERROR,
+                f"{message}; OpenAI asked to retry after {retry_after} s",
+                details={"retry_after_s": retry_after},
+                headers={"Retry-After": str(retry_after)},
+            )
     elif isinstance(exc, openai.APIStatusError):
         message = (
             f"OpenAI answered {exc.status_code} while trying to {action}: {error_message(exc)}"
@@ -50,6 +64,17 @@ def _translate(exc: openai.OpenAIError, action: str, not_found: str | None) -> A
     else:
         message = f"OpenAI call failed ({type(exc).__name__}) while trying to {action}"
     return AppError(502, ErrorCode.UPSTREAM_ERROR, message)
+
+
+def _retry_after_s(exc: openai.APIStatusError) -> int | None:
+    """OpenAI's `Retry-After` in whole seconds (rounded up), when it is a sane number."""
+    try:
+        seconds = float(exc.response.headers.get("retry-after", ""))
+    except ValueError:
+        return None
+    if not 0 <= seconds <= _MAX_RETRY_AFTER_S:
+        return None
+    return max(1, math.ceil(seconds))
 
 
 _NOT_FOUND_MESSAGE = re.compile(r"\bnot found\b|\bno such\b|does not exist", re.IGNORECASE)

@@ -14,6 +14,7 @@ import asyncio
 import logging
 import os
 import socket
+import time
 import uuid
 from datetime import timedelta
 
@@ -26,6 +27,8 @@ from vectorgate.db import utcnow, write_transaction
 from vectorgate.observability import POLLER_LAG
 from vectorgate.security.encryption import Keyring
 from vectorgate.settings import Settings
+from vectorgate.uploads import idempotency
+from vectorgate.uploads import slots as upload_slots
 from vectorgate.upstream import journal
 from vectorgate.upstream.batch import poll_interval
 from vectorgate.upstream.client import client_for
@@ -43,6 +46,8 @@ log = logging.getLogger(__name__)
 
 _CLAIM_AT_ONCE = 20
 _CALL_TIMEOUT_S = 20.0
+# A batch whose key is rate limited waits at most this long for its next poll.
+_MAX_BACKOFF_S = 300.0
 
 
 class Poller:
@@ -59,6 +64,7 @@ class Poller:
         self._settings = settings
         # Says who holds a lease: host and process for an operator, random for uniqueness.
         self.owner = f"{socket.gethostname()[:32]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._next_purge = 0.0  # time.monotonic() of the next purge of expired rows
 
     async def run_forever(self) -> None:
         while True:
@@ -80,11 +86,32 @@ class Poller:
             self._base_client,
             backoff_s=self._settings.compensation_backoff_s,
         )
+        await self._purge_expired()
         polled = 0
         for batch_id in await self._claim_due():
             await self._poll(batch_id)
             polled += 1
         return polled
+
+    async def _purge_expired(self) -> None:
+        """Every `expired_rows_purge_interval_s`, delete expired idempotency keys and upload
+        slots, one bounded batch each; a full batch means more are due at the next round."""
+        now = time.monotonic()
+        if now < self._next_purge:
+            return
+        self._next_purge = now + self._settings.expired_rows_purge_interval_s
+        try:
+            keys = await idempotency.purge_expired(self._sessionmaker)
+            slots = await upload_slots.purge_expired(
+                self._sessionmaker, grace_s=self._settings.upload_slot_lease_s
+            )
+        except Exception as exc:  # the next purge tries again; polling goes on meanwhile
+            log.warning("could not purge expired rows: %s", type(exc).__name__)
+            return
+        if keys or slots:
+            log.info("purged %d expired idempotency keys and %d upload slots", keys, slots)
+        if keys >= idempotency.PURGE_BATCH or slots >= upload_slots.PURGE_BATCH:
+            self._next_purge = now
 
     async def _claim_due(self) -> list[str]:
         now = utcnow()
@@ -118,8 +145,8 @@ class Poller:
         return claimed
 
     async def _poll(self, batch_id: str) -> None:
-        # Read, ask OpenAI, then write in one short transaction: no transaction (and so
-        # no SQLite write lock) is ever held across an HTTP call.
+        # Read, close the session, ask OpenAI, then write in one short transaction: no
+        # connection (nor SQLite's write lock) is ever held across an HTTP call.
         async with self._sessionmaker() as session:
             batch = await session.get(FileBatch, batch_id)
             if batch is None or batch.lease_owner != self.owner:
@@ -133,15 +160,17 @@ class Poller:
                 )
             ).all()
             pending = [r for r in records if r.processing_status not in FINAL_STATUSES]
-            interval = self._settings.poll_interval_s
-            if pending and utcnow() >= batch.deadline_at:
-                for record in pending:
-                    mark_timed_out(record, self._settings.batch_timeout_s)
-                await self._cancel_upstream(session, batch)
-            elif pending:
-                # OpenAI's hint may ask for more patience, never for more polls than
-                # poll_interval_s: nobody waits on these answers, clients ask the status.
-                interval = max(await self._refresh(session, batch, pending) or 0, interval)
+            client = await self._client(session, batch) if pending else None
+        interval = self._settings.poll_interval_s
+        if pending and utcnow() >= batch.deadline_at:
+            for record in pending:
+                mark_timed_out(record, self._settings.batch_timeout_s)
+            if client is not None:
+                await self._cancel_upstream(client, batch)
+        elif client is not None:
+            # OpenAI's hint may ask for more patience, never for more polls than
+            # poll_interval_s: nobody waits on these answers, clients ask the status.
+            interval = max(await self._refresh(client, batch, pending) or 0, interval)
         async with write_transaction(self._sessionmaker) as session:
             session.add_all(pending)  # detached above; their changes are flushed here
             await session.execute(
@@ -155,21 +184,27 @@ class Poller:
                 )
             )
 
-    async def _client(self, session: AsyncSession, batch: FileBatch) -> openai.AsyncOpenAI:
-        credential = await get_credential(session, batch.organization_id, batch.credential_id)
-        client = client_for(
-            self._base_client, reveal_key(self._keyring, credential), credential.base_url
-        )
-        # A poll holds its batch's lease: keep each call short.
-        return client.with_options(timeout=_CALL_TIMEOUT_S)
+    async def _client(self, session: AsyncSession, batch: FileBatch) -> openai.AsyncOpenAI | None:
+        try:
+            credential = await get_credential(session, batch.organization_id, batch.credential_id)
+            client = client_for(
+                self._base_client, reveal_key(self._keyring, credential), credential.base_url
+            )
+        except Exception as exc:  # the deadline catches a batch that can never be polled
+            log.warning("no OpenAI client for batch %s: %s", batch.id, type(exc).__name__)
+            return None
+        # A poll holds its batch's lease: keep each call short. No SDK retries either:
+        # they would wait out a Retry-After of up to 60 s each, stalling every other
+        # organization's batches behind one rate-limited key; the next poll is the retry.
+        return client.with_options(timeout=_CALL_TIMEOUT_S, max_retries=0)
 
     async def _refresh(
-        self, session: AsyncSession, batch: FileBatch, pending: list[VectorStoreFile]
+        self, client: openai.AsyncOpenAI, batch: FileBatch, pending: list[VectorStoreFile]
     ) -> float | None:
         """Update `pending` from OpenAI; returns the poll interval OpenAI asks for, if any."""
         by_file_id = {r.file_id: r for r in pending}
         try:
-            batches = (await self._client(session, batch)).vector_stores.file_batches
+            batches = client.vector_stores.file_batches
             raw = await batches.with_raw_response.retrieve(
                 batch.id, vector_store_id=batch.vector_store_id
             )
@@ -185,6 +220,9 @@ class Poller:
                     record = by_file_id.get(upstream.id)
                     if record is not None:
                         apply_upstream_status(record, upstream)
+        except openai.RateLimitError as exc:  # OpenAI's wait, without waiting here
+            log.warning("could not poll batch %s: rate limited", batch.id)
+            return _retry_after_s(exc)
         except Exception as exc:
             if isinstance(exc, openai.OpenAIError) and is_not_found(exc):
                 # Deleted upstream (or the store was): these files will never finish.
@@ -196,11 +234,19 @@ class Poller:
             return None
         return poll_interval(raw.headers)
 
-    async def _cancel_upstream(self, session: AsyncSession, batch: FileBatch) -> None:
+    async def _cancel_upstream(self, client: openai.AsyncOpenAI, batch: FileBatch) -> None:
         try:
-            client = await self._client(session, batch)
             await client.vector_stores.file_batches.cancel(
                 batch.id, vector_store_id=batch.vector_store_id
             )
         except Exception as exc:
             log.info("could not cancel overdue batch %s: %s", batch.id, type(exc).__name__)
+
+
+def _retry_after_s(exc: openai.APIStatusError) -> float | None:
+    """OpenAI's Retry-After, as the wait before this batch's next poll (capped)."""
+    try:
+        seconds = float(exc.response.headers.get("retry-after", ""))
+    except ValueError:
+        return None
+    return min(seconds, _MAX_BACKOFF_S) if seconds > 0 else None

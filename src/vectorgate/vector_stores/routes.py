@@ -17,6 +17,7 @@ from vectorgate.schemas import ID_PATTERN
 from vectorgate.uploads.base64_json import receive_base64_json
 from vectorgate.uploads.idempotency import HashingStream, idempotent
 from vectorgate.uploads.staging import StagedFile
+from vectorgate.upstream.client import interactive
 from vectorgate.vector_stores.schemas import (
     Deleted,
     FileList,
@@ -31,12 +32,15 @@ from vectorgate.vector_stores.schemas import (
 )
 from vectorgate.vector_stores.service import (
     add_file_records,
+    find_or_create_upstream,
     get_file_record,
     get_vector_store,
     list_file_records,
     list_vector_stores,
+    may_refresh,
+    prepare_registration,
     refresh_file_record,
-    register_vector_store,
+    save_registration,
     store_client,
     unregister_vector_store,
 )
@@ -82,15 +86,18 @@ async def add_vector_store(
     body: VectorStoreCreate, caller: OrgCallerDep, session: SessionDep, resources: ResourcesDep
 ) -> VectorStoreOut:
     """Create a vector store at OpenAI and register it, or register an existing one."""
-    store = await register_vector_store(
+    registration = await prepare_registration(
         session,
         resources.keyring,
-        resources.openai,
+        interactive(resources.openai, resources.settings.interactive_upstream_timeout_s),
         caller.organization_id,
         body.credential_id,
         create_name=body.name,
         vector_store_id=body.vector_store_id,
     )
+    await session.close()  # give the connection back before OpenAI is asked
+    store = await find_or_create_upstream(registration)
+    store = await save_registration(resources.sessionmaker, registration, store)
     return VectorStoreOut.model_validate(store, from_attributes=True)
 
 
@@ -116,14 +123,17 @@ async def get_store(
 async def remove_store(
     vector_store_id: PathId,
     caller: OrgCallerDep,
-    session: SessionDep,
     resources: ResourcesDep,
     delete_upstream: bool = False,
 ) -> Deleted:
     """Unregister a vector store; with delete_upstream=true also delete it at OpenAI."""
-    store = await get_vector_store(session, caller.organization_id, vector_store_id)
     await unregister_vector_store(
-        session, resources.keyring, resources.openai, store, delete_upstream=delete_upstream
+        resources.sessionmaker,
+        resources.keyring,
+        interactive(resources.openai, resources.settings.interactive_upstream_timeout_s),
+        caller.organization_id,
+        vector_store_id,
+        delete_upstream=delete_upstream,
     )
     return Deleted(id=vector_store_id)
 
@@ -211,18 +221,19 @@ async def file_status(
     vector_store_id: PathId,
     file_id: PathId,
     caller: OrgCallerDep,
-    session: SessionDep,
     resources: ResourcesDep,
 ) -> FileStatus:
     """Processing status of one file, by `vsf_` id or OpenAI `file-` id."""
-    store = await get_vector_store(session, caller.organization_id, vector_store_id)
-    record = await get_file_record(session, store, file_id)
-    await refresh_file_record(
-        session,
-        resources.keyring,
-        resources.openai,
-        store,
-        record,
-        timeout_s=resources.settings.batch_timeout_s,
+    settings = resources.settings
+    async with resources.sessionmaker() as session:
+        store = await get_vector_store(session, caller.organization_id, vector_store_id)
+        record = await get_file_record(session, store, file_id)
+        client = None
+        if may_refresh(record):
+            refresh_client = interactive(resources.openai, settings.status_refresh_timeout_s)
+            client = await store_client(session, resources.keyring, refresh_client, store)
+    # The session is closed: OpenAI's answer is awaited without holding a connection.
+    record = await refresh_file_record(
+        resources.sessionmaker, client, store, record, timeout_s=settings.batch_timeout_s
     )
     return FileStatus.model_validate(record, from_attributes=True)

@@ -4,20 +4,23 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import openai
 from openai.types.vector_stores import VectorStoreFile as UpstreamFile
-from sqlalchemy import and_, or_, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import and_, delete, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from vectorgate.credentials.service import get_credential, reveal_key
-from vectorgate.db import new_id, utcnow
+from vectorgate.db import new_id, utcnow, write_transaction
 from vectorgate.errors import AppError, ErrorCode, not_found
 from vectorgate.ingest import Ingested
 from vectorgate.security.encryption import Keyring
+from vectorgate.upstream.batch import failure_reason
 from vectorgate.upstream.client import client_for
-from vectorgate.upstream.errors import upstream_errors
+from vectorgate.upstream.errors import is_not_found, upstream_errors
 from vectorgate.vector_stores.models import FileBatch, VectorStore, VectorStoreFile
 
 log = logging.getLogger(__name__)
@@ -31,6 +34,100 @@ _FROM_UPSTREAM = {
 }
 # A status request for a non-final file older than this asks OpenAI first.
 STATUS_REFRESH_AFTER = timedelta(seconds=2)
+_NAME_LENGTH = 200  # vector_stores.name is String(200)
+
+
+@dataclass(frozen=True, slots=True)
+class Registration:
+    """What registering a store needs once the database has been read: the credential's
+    client, and which store to find (`vector_store_id`) or create (`create_name`)."""
+
+    organization_id: str
+    credential_id: str
+    client: openai.AsyncOpenAI
+    vector_store_id: str | None
+    create_name: str | None
+
+
+async def prepare_registration(
+    session: AsyncSession,
+    keyring: Keyring,
+    base_client: openai.AsyncOpenAI,
+    org_id: str,
+    credential_id: str,
+    *,
+    create_name: str | None = None,
+    vector_store_id: str | None = None,
+) -> Registration:
+    """The database reads of a registration: the credential (404), an existing store (409)."""
+    if (create_name is None) == (vector_store_id is None):
+        raise AppError(
+            400, ErrorCode.INVALID_REQUEST, "Give either a name to create or a vector_store_id"
+        )
+    credential = await get_credential(session, org_id, credential_id)
+    client = client_for(base_client, reveal_key(keyring, credential), credential.base_url)
+    if vector_store_id is not None:
+        if await session.get(VectorStore, (org_id, vector_store_id)) is not None:
+            raise _already_registered(vector_store_id)
+    return Registration(org_id, credential.id, client, vector_store_id, create_name)
+
+
+async def find_or_create_upstream(registration: Registration) -> VectorStore:
+    """Check or create the store at OpenAI; returns the record to save, in no session yet."""
+    client = registration.client
+    if registration.vector_store_id is not None:
+        with upstream_errors("find the vector store", not_found="Vector store not found"):
+            upstream = await client.vector_stores.retrieve(registration.vector_store_id)
+    else:
+        assert registration.create_name is not None
+        with upstream_errors("create the vector store"):
+            upstream = await client.vector_stores.create(name=registration.create_name)
+    return VectorStore(
+        organization_id=registration.organization_id,
+        id=upstream.id,
+        credential_id=registration.credential_id,
+        name=record_name(upstream.name),
+    )
+
+
+def record_name(upstream_name: str | None) -> str | None:
+    """The name the record keeps: OpenAI's, cut to the column's length (names given here
+    are validated to fit; a store registered by id may carry a longer one from upstream)."""
+    if upstream_name is None:
+        return None
+    return upstream_name[:_NAME_LENGTH]
+
+
+async def save_registration(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    registration: Registration,
+    store: VectorStore,
+) -> VectorStore:
+    """Write the record in a short transaction of its own. A concurrent request may have
+    registered the same store, or deleted the credential, since the reads: 409 or 404."""
+    try:
+        async with write_transaction(sessionmaker) as session:
+            session.add(store)
+    except IntegrityError:
+        if registration.create_name is not None:
+            await _discard_created(registration, store.id)
+        async with sessionmaker() as session:
+            registered = await session.get(VectorStore, (store.organization_id, store.id))
+            if registered is None:  # not a duplicate: the credential went away (404)?
+                await get_credential(session, store.organization_id, store.credential_id)
+                raise
+        raise _already_registered(store.id) from None
+    return store
+
+
+async def _discard_created(registration: Registration, vector_store_id: str) -> None:
+    """Delete a store this request created upstream but could not register (best effort)."""
+    try:
+        await registration.client.vector_stores.delete(vector_store_id)
+    except openai.OpenAIError as exc:
+        log.warning(
+            "could not delete unregistered store %s: %s", vector_store_id, type(exc).__name__
+        )
 
 
 async def register_vector_store(
@@ -43,24 +140,18 @@ async def register_vector_store(
     create_name: str | None = None,
     vector_store_id: str | None = None,
 ) -> VectorStore:
-    """Create a vector store upstream, or check an existing one there, and register it."""
-    credential = await get_credential(session, org_id, credential_id)
-    client = client_for(base_client, reveal_key(keyring, credential), credential.base_url)
-    if vector_store_id is not None:
-        if await session.get(VectorStore, (org_id, vector_store_id)) is not None:
-            raise _already_registered(vector_store_id)
-        with upstream_errors("find the vector store", not_found="Vector store not found"):
-            upstream = await client.vector_stores.retrieve(vector_store_id)
-    elif create_name is not None:
-        with upstream_errors("create the vector store"):
-            upstream = await client.vector_stores.create(name=create_name)
-    else:
-        raise AppError(
-            400, ErrorCode.INVALID_REQUEST, "Give either a name to create or a vector_store_id"
-        )
-    store = VectorStore(
-        organization_id=org_id, id=upstream.id, credential_id=credential.id, name=upstream.name
+    """Create a vector store upstream, or check an existing one there, and register it in
+    `session` (for the command line; the API route reads, calls and writes separately)."""
+    registration = await prepare_registration(
+        session,
+        keyring,
+        base_client,
+        org_id,
+        credential_id,
+        create_name=create_name,
+        vector_store_id=vector_store_id,
     )
+    store = await find_or_create_upstream(registration)
     session.add(store)
     await session.flush()
     return store
@@ -100,22 +191,38 @@ async def store_client(
 
 
 async def unregister_vector_store(
-    session: AsyncSession,
+    sessionmaker: async_sessionmaker[AsyncSession],
     keyring: Keyring,
     base_client: openai.AsyncOpenAI,
-    store: VectorStore,
+    org_id: str,
+    vector_store_id: str,
     *,
     delete_upstream: bool,
 ) -> None:
-    if delete_upstream:
-        client = await store_client(session, keyring, base_client, store)
+    """Unregister a store (404 if it is not registered), deleting it at OpenAI first when
+    asked. No connection is held while OpenAI answers: read, call, then one short write."""
+    async with sessionmaker() as session:
+        store = await get_vector_store(session, org_id, vector_store_id)
+        client = (
+            await store_client(session, keyring, base_client, store) if delete_upstream else None
+        )
+    if client is not None:
         with upstream_errors("delete the vector store"):
             try:
                 await client.vector_stores.delete(store.id)
-            except openai.NotFoundError:
-                pass  # already gone upstream: unregistering is all that is left
-    await session.delete(store)
-    await session.flush()
+            except openai.OpenAIError as exc:
+                if not is_not_found(exc):
+                    raise
+                # Already gone upstream: unregistering is all that is left.
+    async with write_transaction(sessionmaker) as session:
+        result = await session.execute(
+            delete(VectorStore).where(
+                VectorStore.organization_id == org_id, VectorStore.id == vector_store_id
+            )
+        )
+        if result.rowcount == 0:  # type: ignore[attr-defined]
+            # A concurrent request unregistered it first.
+            raise not_found("Vector store not found", vector_store_id=vector_store_id)
 
 
 def add_file_records(
@@ -208,7 +315,7 @@ def apply_upstream_status(record: VectorStoreFile, upstream: UpstreamFile) -> No
         error = (
             f"{upstream.last_error.code}: {upstream.last_error.message}"
             if upstream.last_error is not None
-            else f"OpenAI reports the file {upstream.status}"
+            else failure_reason(upstream)
         )
     record.processing_status = status
     record.error_message = error
@@ -241,26 +348,64 @@ def mark_failed(record: VectorStoreFile, message: str) -> None:
     record.updated_at = utcnow()
 
 
+def may_refresh(record: VectorStoreFile) -> bool:
+    """Whether a status request for `record` may need OpenAI (and so its client)."""
+    return record.processing_status not in FINAL_STATUSES and record.file_id is not None
+
+
 async def refresh_file_record(
-    session: AsyncSession,
-    keyring: Keyring,
-    base_client: openai.AsyncOpenAI,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    client: openai.AsyncOpenAI | None,
     store: VectorStore,
     record: VectorStoreFile,
     *,
     timeout_s: float,
-) -> None:
-    """Bring a stale non-final record up to date with OpenAI (best effort)."""
-    if fail_if_overdue(record, timeout_s) or record.processing_status in FINAL_STATUSES:
-        return
-    if record.file_id is None or utcnow() - record.updated_at < STATUS_REFRESH_AFTER:
-        return
-    client = await store_client(session, keyring, base_client, store)
+) -> VectorStoreFile:
+    """Bring a stale non-final record up to date with OpenAI (best effort, with `client`
+    if given); returns it as the database now has it.
+
+    Called with no session open: OpenAI is asked once (give an `interactive` client: a
+    rate-limited or slow key then answers from the database at once), and the change is
+    written in a short transaction that never overwrites a final status someone else
+    (the poller, another request) wrote in between.
+    """
+    if record.processing_status in FINAL_STATUSES:
+        return record
+    if fail_if_overdue(record, timeout_s):
+        return await _save_status(sessionmaker, record)
+    if client is None or record.file_id is None:
+        return record
+    if utcnow() - record.updated_at < STATUS_REFRESH_AFTER:
+        return record
     try:
         upstream = await client.vector_stores.files.retrieve(
             record.file_id, vector_store_id=store.id
         )
     except openai.OpenAIError as exc:
         log.info("status refresh of %s failed: %s", record.id, type(exc).__name__)
-        return
+        return record
     apply_upstream_status(record, upstream)
+    return await _save_status(sessionmaker, record)
+
+
+async def _save_status(
+    sessionmaker: async_sessionmaker[AsyncSession], record: VectorStoreFile
+) -> VectorStoreFile:
+    async with write_transaction(sessionmaker) as session:
+        result = await session.execute(
+            update(VectorStoreFile)
+            .where(
+                VectorStoreFile.id == record.id,
+                VectorStoreFile.processing_status.not_in(FINAL_STATUSES),
+            )
+            .values(
+                processing_status=record.processing_status,
+                error_message=record.error_message,
+                updated_at=record.updated_at,
+            )
+        )
+        if result.rowcount == 1:  # type: ignore[attr-defined]
+            return record
+        # Final already (or gone): answer what the database has.
+        saved = await session.get(VectorStoreFile, record.id)
+    return saved if saved is not None else record
