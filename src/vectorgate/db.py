@@ -68,6 +68,14 @@ def create_engine(url: str) -> AsyncEngine:
     if url.startswith("sqlite"):
         # One writer at a time: wait for the lock instead of failing at once.
         kwargs["connect_args"] = {"timeout": 30}
+    else:
+        # Requests hold a connection only for short reads and writes, but a burst still
+        # needs several at once: keep 10 open rather than SQLAlchemy's 5, so that a burst
+        # does not close and reopen connections over and over (each a few ms of
+        # PostgreSQL's time), and allow 10 more. Per worker process: size
+        # max_connections for workers x 20.
+        kwargs["pool_size"] = 10
+        kwargs["max_overflow"] = 10
     engine = create_async_engine(url, **kwargs)
     if url.startswith("sqlite"):
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
