@@ -163,10 +163,7 @@ class Poller:
             client = await self._client(session, batch) if pending else None
         interval = self._settings.poll_interval_s
         if pending and utcnow() >= batch.deadline_at:
-            for record in pending:
-                mark_timed_out(record, self._settings.batch_timeout_s)
-            if client is not None:
-                await self._cancel_upstream(client, batch)
+            await self._time_out(client, batch, pending)
         elif client is not None:
             # OpenAI's hint may ask for more patience, never for more polls than
             # poll_interval_s: nobody waits on these answers, clients ask the status.
@@ -234,13 +231,48 @@ class Poller:
             return None
         return poll_interval(raw.headers)
 
-    async def _cancel_upstream(self, client: openai.AsyncOpenAI, batch: FileBatch) -> None:
+    async def _time_out(
+        self, client: openai.AsyncOpenAI | None, batch: FileBatch, pending: list[VectorStoreFile]
+    ) -> None:
+        """The one place a file ends for a timeout: its batch is cancelled upstream first.
+
+        A file is marked failed only once its batch can no longer complete it: the batch
+        is final upstream (after the cancel, or it finished meanwhile: then each file gets
+        its real status, completed ones too) or gone. While the cancel is not confirmed
+        (it failed, or the batch is still `cancelling`) the files stay as they are and the
+        next poll tries again, so no file is reported failed that OpenAI then indexes.
+        """
+        timeout_s = self._settings.batch_timeout_s
+        if client is None:  # no key to reach the batch with: nobody can ever complete it
+            for record in pending:
+                mark_timed_out(record, timeout_s)
+            return
+        batches = client.vector_stores.file_batches
         try:
-            await client.vector_stores.file_batches.cancel(
-                batch.id, vector_store_id=batch.vector_store_id
-            )
+            upstream = await batches.retrieve(batch.id, vector_store_id=batch.vector_store_id)
+            if upstream.status == "in_progress":
+                upstream = await batches.cancel(batch.id, vector_store_id=batch.vector_store_id)
+            if upstream.status in ("in_progress", "cancelling"):
+                return  # not final yet: the next poll looks again
+            by_file_id = {r.file_id: r for r in pending}
+            async for file in batches.list_files(
+                batch.id, vector_store_id=batch.vector_store_id, limit=100
+            ):
+                found = by_file_id.get(file.id)
+                if found is not None and file.status in ("completed", "failed"):
+                    apply_upstream_status(found, file)
         except Exception as exc:
-            log.info("could not cancel overdue batch %s: %s", batch.id, type(exc).__name__)
+            if isinstance(exc, openai.OpenAIError) and is_not_found(exc):
+                for record in pending:  # gone upstream: it will never complete them
+                    mark_timed_out(record, timeout_s)
+                return
+            log.info(
+                "could not cancel overdue batch %s: %s; retrying", batch.id, type(exc).__name__
+            )
+            return
+        for record in pending:
+            if record.processing_status not in FINAL_STATUSES:
+                mark_timed_out(record, timeout_s)
 
 
 def _retry_after_s(exc: openai.APIStatusError) -> float | None:

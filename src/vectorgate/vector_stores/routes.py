@@ -233,7 +233,5 @@ async def file_status(
             refresh_client = interactive(resources.openai, settings.status_refresh_timeout_s)
             client = await store_client(session, resources.keyring, refresh_client, store)
     # The session is closed: OpenAI's answer is awaited without holding a connection.
-    record = await refresh_file_record(
-        resources.sessionmaker, client, store, record, timeout_s=settings.batch_timeout_s
-    )
+    record = await refresh_file_record(resources.sessionmaker, client, store, record)
     return FileStatus.model_validate(record, from_attributes=True)

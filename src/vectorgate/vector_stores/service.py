@@ -322,16 +322,6 @@ def apply_upstream_status(record: VectorStoreFile, upstream: UpstreamFile) -> No
     record.updated_at = utcnow()
 
 
-def fail_if_overdue(record: VectorStoreFile, timeout_s: float) -> bool:
-    """No file stays non-final forever: past the batch timeout it has failed."""
-    if record.processing_status in FINAL_STATUSES:
-        return False
-    if utcnow() - record.created_at < timedelta(seconds=timeout_s):
-        return False
-    mark_timed_out(record, timeout_s)
-    return True
-
-
 def mark_timed_out(record: VectorStoreFile, timeout_s: float) -> None:
     mark_failed(record, f"processing did not finish within {timeout_s:g}s")
 
@@ -358,8 +348,6 @@ async def refresh_file_record(
     client: openai.AsyncOpenAI | None,
     store: VectorStore,
     record: VectorStoreFile,
-    *,
-    timeout_s: float,
 ) -> VectorStoreFile:
     """Bring a stale non-final record up to date with OpenAI (best effort, with `client`
     if given); returns it as the database now has it.
@@ -371,8 +359,9 @@ async def refresh_file_record(
     """
     if record.processing_status in FINAL_STATUSES:
         return record
-    if fail_if_overdue(record, timeout_s):
-        return await _save_status(sessionmaker, record)
+    # An overdue file is left to the poller, which cancels its batch upstream before it
+    # marks the file failed (see Poller._time_out): marking it here could report a file
+    # failed that OpenAI then indexes. Asking OpenAI about it is still fine.
     if client is None or record.file_id is None:
         return record
     if utcnow() - record.updated_at < STATUS_REFRESH_AFTER:
