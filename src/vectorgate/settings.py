@@ -34,6 +34,10 @@ class Settings(BaseSettings):
     upload_slot_lease_s: float = Field(default=120, gt=0)
     poll_interval_s: float = Field(default=1.0, gt=0)
     poller_lease_s: float = Field(default=30, gt=0)
+    # Fair sharing: what one organization's requests may take of the machine.
+    # Temp space (request bodies being received) per organization, across workers and
+    # replicas; unset: the largest valid request plus a quarter, so a lone one always fits.
+    max_staged_bytes_per_org: int | None = Field(default=None, ge=1)
 
     @field_validator("cors_origins", mode="before")
     @classmethod
@@ -53,6 +57,10 @@ class Settings(BaseSettings):
     @property
     def resolved_openai_base_url(self) -> str:
         return self.openai_base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_OPENAI_BASE_URL
+
+    @property
+    def resolved_max_staged_bytes_per_org(self) -> int:
+        return self.max_staged_bytes_per_org or self.max_request_bytes * 5 // 4
 
     @property
     def max_request_bytes(self) -> int:

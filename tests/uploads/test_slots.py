@@ -11,7 +11,14 @@ from vectorgate.db import create_engine, create_sessionmaker, utcnow
 from vectorgate.errors import AppError
 from vectorgate.organizations.service import create_organization
 from vectorgate.uploads.models import UploadSlot
-from vectorgate.uploads.slots import check_capacity, files_in_flight, upload_slots
+from vectorgate.uploads.slots import (
+    STAGING_STEP,
+    UploadSlots,
+    check_capacity,
+    files_in_flight,
+    staged_bytes,
+    upload_slots,
+)
 
 pytestmark = pytest.mark.asyncio
 
@@ -100,3 +107,120 @@ async def test_held_slots_are_renewed(sessionmaker: async_sessionmaker[AsyncSess
         await asyncio.sleep(0.8)  # well past the first lease
         async with sessionmaker() as session:
             assert await files_in_flight(session, org) == 1
+
+
+def request_of(
+    sessionmaker: async_sessionmaker[AsyncSession], org: str, *, cap: int, lease_s: float = 30
+) -> UploadSlots:
+    return UploadSlots(
+        sessionmaker, org, limit=10, lease_s=lease_s, staged_cap=cap, max_body_bytes=cap
+    )
+
+
+async def held(sessionmaker: async_sessionmaker[AsyncSession], org: str) -> int:
+    async with sessionmaker() as session:
+        return await staged_bytes(session, org)
+
+
+async def test_staging_reservations_hold_the_cap_and_are_given_back(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    org = await new_org(sessionmaker)
+    async with request_of(sessionmaker, org, cap=1000) as first:
+        await first.open(600)
+        async with request_of(sessionmaker, org, cap=1000) as second:
+            with pytest.raises(AppError) as caught:
+                await second.open(401)
+            assert (caught.value.status, caught.value.code) == (429, "RATE_LIMITED")
+            assert caught.value.headers["Retry-After"]
+            assert caught.value.details == {"max_staged_bytes": 1000}
+            await second.open(400)  # exactly what is left
+            assert await held(sessionmaker, org) == 1000
+        assert await held(sessionmaker, org) == 600
+    assert await held(sessionmaker, org) == 0
+    async with request_of(sessionmaker, org, cap=1000) as whole:
+        await whole.open(1000)
+
+
+async def test_a_body_larger_than_the_cap_is_413_before_anything_is_reserved(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    org = await new_org(sessionmaker)
+    async with request_of(sessionmaker, org, cap=1000) as slots:
+        with pytest.raises(AppError) as caught:
+            await slots.open(1001)
+        assert caught.value.status == 413
+        assert "1000 bytes" in caught.value.message
+    assert await held(sessionmaker, org) == 0
+
+
+async def test_a_chunked_body_reserves_in_steps_and_stops_at_the_cap(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    org = await new_org(sessionmaker)
+    cap = 5 * STAGING_STEP
+    async with request_of(sessionmaker, org, cap=cap) as slots:
+        await slots.open(None)
+        assert await held(sessionmaker, org) == STAGING_STEP
+        await slots.cover(STAGING_STEP)  # covered already: no write
+        await slots.cover(STAGING_STEP + 1)
+        assert await held(sessionmaker, org) == 2 * STAGING_STEP
+        await slots.cover(cap)
+        assert await held(sessionmaker, org) == cap
+        async with request_of(sessionmaker, org, cap=cap) as other:
+            with pytest.raises(AppError) as caught:
+                await other.open(None)
+            assert caught.value.status == 429
+    assert await held(sessionmaker, org) == 0
+
+
+async def test_concurrent_reservations_on_several_workers_never_pass_the_cap(
+    sessionmaker: async_sessionmaker[AsyncSession], database_url: str
+) -> None:
+    org = await new_org(sessionmaker)
+    engines = [create_engine(database_url) for _ in range(4)]
+    makers = [create_sessionmaker(engine) for engine in engines]
+    release = asyncio.Event()
+    admitted: list[int] = []
+    refused: list[int] = []
+
+    async def one(i: int) -> None:
+        async with request_of(makers[i % 4], org, cap=1000) as slots:
+            try:
+                await slots.open(300)
+            except AppError:
+                refused.append(i)
+                return
+            admitted.append(i)
+            await release.wait()
+
+    tasks = [asyncio.create_task(one(i)) for i in range(8)]
+    while len(admitted) + len(refused) < 8:
+        await asyncio.sleep(0.01)
+    assert await held(sessionmaker, org) == 900
+    release.set()
+    await asyncio.gather(*tasks)
+    for engine in engines:
+        await engine.dispose()
+    assert (len(admitted), len(refused)) == (3, 5)
+    assert await held(sessionmaker, org) == 0
+
+
+async def test_a_dead_workers_reservation_expires_and_a_live_one_is_renewed(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    org = await new_org(sessionmaker)
+    async with sessionmaker() as session, session.begin():
+        session.add(
+            UploadSlot(
+                id="slot_deadstage",
+                organization_id=org,
+                files=0,
+                staged_bytes=1000,
+                expires_at=utcnow() - timedelta(seconds=1),
+            )
+        )
+    async with request_of(sessionmaker, org, cap=1000, lease_s=0.3) as slots:
+        await slots.open(1000)  # the expired row no longer counts
+        await asyncio.sleep(0.8)  # well past the first lease
+        assert await held(sessionmaker, org) == 1000

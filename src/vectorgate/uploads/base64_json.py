@@ -102,7 +102,7 @@ from vectorgate.uploads.filetypes import (
     check_size,
     kind_for,
 )
-from vectorgate.uploads.staging import StagedFile
+from vectorgate.uploads.staging import Reserve, StagedFile
 
 FILES_KEY = "files"
 _FIELDS = ("filename", "content", "mime_type")
@@ -944,13 +944,19 @@ def _show_byte(byte: int) -> str:
 
 
 async def receive_base64_json(
-    chunks: AsyncIterator[bytes], workdir: Path, *, max_files: int, max_body_bytes: int
+    chunks: AsyncIterator[bytes],
+    workdir: Path,
+    *,
+    max_files: int,
+    max_body_bytes: int,
+    reserve: Reserve | None = None,
 ) -> list[StagedFile]:
     """Read a base64 JSON upload body into validated files in `workdir`, in request order.
 
     All or nothing: the first invalid thing raises an AppError (400, 413 or 415) and
     nothing is returned; files already written stay in `workdir` for the caller to
-    remove with it. Every temp file handle is closed on every path.
+    remove with it. Every temp file handle is closed on every path. `reserve` is awaited
+    with the body's size so far before each chunk is parsed (and any of it written).
     """
     parser = _Parser(workdir, max_files)
     received = 0
@@ -961,6 +967,8 @@ async def receive_base64_json(
             received += len(chunk)
             if received > max_body_bytes:
                 raise body_too_large(max_body_bytes)
+            if reserve is not None:
+                await reserve(received)
             async for staged in _parsed(parser, chunk):
                 await asyncio.to_thread(check_content, staged.path, staged.kind, staged.filename)
         async for _ in _parsed(parser, None):

@@ -24,7 +24,7 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 from vectorgate.errors import AppError, ErrorCode, bad_request, body_too_large
 from vectorgate.uploads.filenames import clean_filename, parse_content_disposition
 from vectorgate.uploads.filetypes import FileKind, check_content, check_size, kind_for
-from vectorgate.uploads.staging import StagedFile
+from vectorgate.uploads.staging import Reserve, StagedFile
 
 FILES_FIELD = "files"
 # Writes go to the page cache in large pieces: fewer syscalls, no per-chunk thread hop.
@@ -198,8 +198,12 @@ async def receive_multipart(
     *,
     max_files: int,
     max_body_bytes: int,
+    reserve: Reserve | None = None,
 ) -> AsyncIterator[StagedFile]:
-    """Yield each `files` part, validated and on disk, as soon as it has fully arrived."""
+    """Yield each `files` part, validated and on disk, as soon as it has fully arrived.
+
+    `reserve` is awaited with the body's size so far before each chunk is parsed (and
+    any of it written)."""
     intake = _MultipartIntake(multipart_boundary(content_type), workdir, max_files)
     received = 0
     try:
@@ -207,6 +211,8 @@ async def receive_multipart(
             received += len(chunk)
             if received > max_body_bytes:
                 raise body_too_large(max_body_bytes)
+            if reserve is not None:
+                await reserve(received)
             for staged in intake.feed(chunk):
                 await asyncio.to_thread(check_content, staged.path, staged.kind, staged.filename)
                 yield staged
