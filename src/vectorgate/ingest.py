@@ -26,15 +26,16 @@ from vectorgate.errors import bad_request, body_too_large
 from vectorgate.observability import phase
 from vectorgate.settings import Settings
 from vectorgate.uploads.convert import UpstreamForm, to_upstream_form
-from vectorgate.uploads.slots import UploadSlots, check_capacity
-from vectorgate.uploads.staging import StagedFile
+from vectorgate.uploads.slots import UploadSlots
+from vectorgate.uploads.staging import Reserve, StagedFile
 from vectorgate.upstream import journal as upstream_journal
 from vectorgate.upstream.batch import create_batch
 from vectorgate.upstream.compensate import UploadedFiles
 from vectorgate.upstream.upload import upload_files
 
-# Yields each file of the body as soon as it has fully arrived and passed its checks.
-Receive = Callable[[Path], AsyncIterator[StagedFile]]
+# Yields each file of the body as soon as it has fully arrived and passed its checks,
+# reserving temp space before writing any of it.
+Receive = Callable[[Path, Reserve], AsyncIterator[StagedFile]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,10 +48,15 @@ class Ingested:
     to_save: list[object] = field(default_factory=list)
 
 
+def declared_length(request: Request) -> int | None:
+    declared = request.headers.get("content-length", "")
+    return int(declared) if declared.isdigit() else None
+
+
 def reject_oversized_body(request: Request, settings: Settings) -> None:
     """413 at once for a declared Content-Length no valid upload can have."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > settings.max_request_bytes:
+    declared = declared_length(request)
+    if declared is not None and declared > settings.max_request_bytes:
         raise body_too_large(settings.max_request_bytes)
 
 
@@ -69,22 +75,26 @@ async def ingest(
 
     Each file starts uploading as soon as it has arrived, while the rest of the body is
     still coming in. It takes its upload slot first, so an organization over its limit
-    gets a 429 and anything this request had already uploaded is deleted again.
+    gets a 429 and anything this request had already uploaded is deleted again. The
+    body's bytes are reserved against the organization's temp space before they are
+    written, with the same outcome when there is none left.
     """
     settings = resources.settings
-    limit = settings.max_concurrent_uploads_per_org
-    # Refuse before reading a byte when the organization is already full.
-    await check_capacity(resources.sessionmaker, organization_id, limit=limit)
     staged: list[StagedFile] = []
     async with (
         resources.staging.request_dir() as workdir,
         UploadSlots(
             resources.sessionmaker,
             organization_id,
-            limit=limit,
+            limit=settings.max_concurrent_uploads_per_org,
             lease_s=settings.upload_slot_lease_s,
+            staged_cap=settings.resolved_max_staged_bytes_per_org,
+            max_body_bytes=settings.max_request_bytes,
         ) as slots,
     ):
+        # Refuse before reading a byte when the organization is already full (files in
+        # flight, or temp space); else reserve the space the body declares.
+        await slots.open(declared_length(request))
 
         async def journal(file_id: str) -> None:
             await upstream_journal.record(
@@ -101,7 +111,7 @@ async def ingest(
         async def forms() -> AsyncIterator[UpstreamForm]:
             try:
                 with phase(request, "intake"):
-                    async for file in receive(workdir):
+                    async for file in receive(workdir, slots.cover):
                         staged.append(file)
                         await slots.take(1)
                         yield await asyncio.to_thread(

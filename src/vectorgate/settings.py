@@ -49,6 +49,10 @@ class Settings(BaseSettings):
     status_refresh_timeout_s: float = Field(default=2, gt=0)
     # Nothing reads expired idempotency keys and slots; a minute keeps their tables small.
     expired_rows_purge_interval_s: float = Field(default=60, gt=0)
+    # Fair sharing: what one organization's requests may take of the machine.
+    # Temp space (request bodies being received) per organization, across workers and
+    # replicas; unset: the largest valid request plus a quarter, so a lone one always fits.
+    max_staged_bytes_per_org: int | None = Field(default=None, ge=1)
 
     @field_validator("cors_origins", "upstream_allowed_base_urls", mode="before")
     @classmethod
@@ -68,6 +72,10 @@ class Settings(BaseSettings):
     @property
     def resolved_openai_base_url(self) -> str:
         return self.openai_base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_OPENAI_BASE_URL
+
+    @property
+    def resolved_max_staged_bytes_per_org(self) -> int:
+        return self.max_staged_bytes_per_org or self.max_request_bytes * 5 // 4
 
     @property
     def max_request_bytes(self) -> int:

@@ -10,6 +10,7 @@ give an AppError and nothing else, or, when accepted, what `json.loads` gives.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import random
@@ -27,7 +28,11 @@ from hypothesis import strategies as st
 
 from vectorgate.errors import AppError
 from vectorgate.testing import samples
-from vectorgate.uploads.base64_json import receive_base64_json
+from vectorgate.uploads.base64_json import (
+    MAX_IGNORED_TOKENS,
+    STEPS_PER_SLICE,
+    receive_base64_json,
+)
 from vectorgate.uploads.filenames import clean_filename
 from vectorgate.uploads.staging import StagedFile
 
@@ -522,6 +527,8 @@ async def test_u_escapes_inside_base64_are_decoded(tmp_path: Path) -> None:
         ("Gson", {"=": "\\u003d"}),
         ("all three", {"/": "\\u002f", "+": "\\u002b", "=": "\\u003D"}),
         ("every character", {c: f"\\u{ord(c):04x}" for c in string.printable}),
+        ("every character, upper case", {c: f"\\u{ord(c):04X}" for c in string.printable}),
+        ("mixed kinds", {"/": "\\/", "A": "\\u0041", "b": "\\u0062", "7": "\\u0037\\n"}),
     ],
 )
 async def test_escapes_that_encoders_write_inside_base64(
@@ -551,6 +558,20 @@ async def test_escapes_of_non_base64_characters_are_invalid_base64(
     for cut in every_cut(body):
         error = await refusal(body, tmp_path / str(cut), cuts=[cut])
         assert (error.status, error.code) == (400, "INVALID_BASE64"), cut
+
+
+@pytest.mark.parametrize("bad", ["\\u00e9", "\\u0021", "\\u0020\\u002"])
+async def test_a_fully_escaped_run_with_one_bad_escape_says_which(tmp_path: Path, bad: str) -> None:
+    escaped = "".join(f"\\u{ord(c):04x}" for c in base64.b64encode(b"x" * 3000).decode())
+    content = escaped[:6000] + bad + escaped[6000:]
+    body = body_of(entry("a.txt", "")).replace(b'"content": ""', f'"content": "{content}"'.encode())
+    for cuts in ((), range(0, len(body), 1000), [len(body) // 2 + 3]):
+        error = await refusal(body, tmp_path / str(len(list(cuts))), cuts=cuts)
+        if bad.endswith("002"):  # an escape with three hex digits is not JSON
+            assert (error.status, error.code) == (400, "INVALID_REQUEST"), cuts
+        else:
+            assert (error.status, error.code) == (400, "INVALID_BASE64"), cuts
+            assert ("'é'" if bad == "\\u00e9" else "'!'") in error.message
 
 
 @pytest.mark.parametrize("filename_last", [False, True])
@@ -872,6 +893,73 @@ async def test_unknown_values_are_bounded_but_their_strings_are_not(tmp_path: Pa
     error = await refusal(many_values.encode(), tmp_path / "many")
     assert (error.status, error.code) == (400, "INVALID_REQUEST")
     assert "unknown keys" in error.message
+
+
+def attributes(i: int) -> dict[str, object]:
+    """SPEC 11's largest `attributes` (16 keys) and a static `chunking_strategy`."""
+    return {
+        "attributes": {f"key{k}": "v" * 512 if k % 2 else k for k in range(16)},
+        "chunking_strategy": {
+            "type": "static",
+            "static": {"max_chunk_size_tokens": 800, "chunk_overlap_tokens": 400},
+        },
+        **entry(f"{i}.txt", b"hi"),
+    }
+
+
+async def test_per_file_options_on_every_file_fit_the_ignored_budget(tmp_path: Path) -> None:
+    top = attributes(-1)
+    body = json.dumps(
+        {
+            "attributes": top["attributes"],
+            "chunking_strategy": top["chunking_strategy"],
+            "files": [attributes(i) for i in range(10)],
+        }
+    ).encode()
+    staged = await receive(body, tmp_path)
+    assert len(staged) == 10
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        b'"k": 1, ' * (MAX_IGNORED_TOKENS + 1),
+        b'"k": [' + b'"", ' * MAX_IGNORED_TOKENS + b'""], ',
+        b'"k": [' + b"[], " * (MAX_IGNORED_TOKENS // 2) + b"[]], ",
+    ],
+    ids=["keys", "strings", "brackets"],
+)
+async def test_ignored_tokens_over_the_budget_are_400(tmp_path: Path, extra: bytes) -> None:
+    body = b"{" + extra + b'"files": [%s]}' % json.dumps(entry("a.txt", b"hi")).encode()
+    error = await refusal(body, tmp_path)
+    assert (error.status, error.code) == (400, "INVALID_REQUEST")
+    assert str(MAX_IGNORED_TOKENS) in error.message
+
+
+async def test_a_chunk_of_ignored_keys_hands_the_event_loop_back(tmp_path: Path) -> None:
+    keys = MAX_IGNORED_TOKENS - 1
+    # Refused at its very end, so no file is checked (in a thread) on the way.
+    body = b"{" + b'"k": 1, ' * keys + b'"files": []}'
+    turns = 0
+
+    async def count_turns() -> None:
+        nonlocal turns
+        while True:
+            await asyncio.sleep(0)
+            turns += 1
+
+    async def one_chunk() -> AsyncIterator[bytes]:
+        yield body
+
+    counter = asyncio.create_task(count_turns())
+    await asyncio.sleep(0)
+    before = turns
+    with pytest.raises(AppError) as caught:
+        await receive_base64_json(one_chunk(), tmp_path, max_files=10, max_body_bytes=MiB)
+    counter.cancel()
+    assert "'files' is empty" in caught.value.message
+    # One chunk, parsed in one go but for the pauses: each gave the other task a turn.
+    assert turns - before >= keys // STEPS_PER_SLICE - 1
 
 
 async def test_memory_stays_flat_for_a_large_file(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ import pytest
 from tests.support import Part, content_type, multipart_body
 from vectorgate.errors import AppError
 from vectorgate.testing import samples
-from vectorgate.uploads.multipart import receive_multipart
+from vectorgate.uploads.multipart import MAX_OTHER_PART_BYTES, MAX_OTHER_PARTS, receive_multipart
 from vectorgate.uploads.staging import StagedFile
 
 pytestmark = pytest.mark.asyncio
@@ -145,3 +145,46 @@ async def test_content_is_checked_when_the_part_ends(tmp_path: Path) -> None:
     with pytest.raises(AppError) as caught:
         await receive(body, tmp_path)
     assert caught.value.status == 415
+
+
+async def test_a_few_small_form_fields_beside_the_files_are_accepted(tmp_path: Path) -> None:
+    fields = [Part(None, b'{"author": "' + b"a" * 500 + b'"}', field="attributes")] * 16
+    body = multipart_body([*fields, PARTS[0], Part(None, b'{"type": "auto"}', field="chunking")])
+    staged = await receive(body, tmp_path)
+    assert [s.filename for s in staged] == ["a.pdf"]
+
+
+async def test_too_many_form_fields_are_refused_at_the_first_extra_one(tmp_path: Path) -> None:
+    field = Part(None, b"y", field="x")
+    body = multipart_body([field] * (MAX_OTHER_PARTS + 1) + [PARTS[0]] + [field] * 100_000)
+    consumed = 0
+
+    async def counting() -> AsyncIterator[bytes]:
+        nonlocal consumed
+        for start in range(0, len(body), 4096):
+            consumed += 4096
+            yield body[start : start + 4096]
+
+    with pytest.raises(AppError) as caught:
+        async for _ in receive_multipart(
+            counting(), content_type(), tmp_path, max_files=10, max_body_bytes=200 * MiB
+        ):
+            pass
+    assert (caught.value.status, caught.value.code) == (400, "INVALID_REQUEST")
+    assert str(MAX_OTHER_PARTS) in caught.value.message
+    assert consumed <= (MAX_OTHER_PARTS + 2) * 100 + 4096
+
+
+@pytest.mark.parametrize("where", ["value", "headers"])
+async def test_form_fields_over_their_byte_budget_are_413(tmp_path: Path, where: str) -> None:
+    if where == "value":
+        fields = [Part(None, b"v" * (MAX_OTHER_PART_BYTES // 4), field="note")] * 5
+    else:  # headers count: without them the fields would be 60 KB under the budget
+        fields = [Part(None, b"v", field="n" * 4000)] * 40
+        fields.append(Part(None, b"v" * (MAX_OTHER_PART_BYTES - 100_000), field="note"))
+    body = multipart_body([*fields, PARTS[0]])
+    with pytest.raises(AppError) as caught:
+        await receive(body, tmp_path)
+    assert (caught.value.status, caught.value.code) == (413, "FILE_TOO_LARGE")
+    assert str(MAX_OTHER_PART_BYTES) in caught.value.message
+    assert list(tmp_path.iterdir()) == []

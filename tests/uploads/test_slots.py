@@ -11,9 +11,20 @@ from vectorgate.db import create_engine, create_sessionmaker, utcnow
 from vectorgate.errors import AppError
 from vectorgate.organizations.service import create_organization
 from vectorgate.uploads.models import UploadSlot
-from vectorgate.uploads.slots import check_capacity, files_in_flight, upload_slots
+from vectorgate.uploads.slots import (
+    SMALL_BODIES_PER_ORG,
+    SMALL_BODY_BYTES,
+    STAGING_STEP,
+    UploadSlots,
+    check_capacity,
+    files_in_flight,
+    staged_bytes,
+    upload_slots,
+)
 
 pytestmark = pytest.mark.asyncio
+
+MB = SMALL_BODY_BYTES  # a body over this much is reserved in the database
 
 
 async def new_org(sessionmaker: async_sessionmaker[AsyncSession]) -> str:
@@ -100,3 +111,152 @@ async def test_held_slots_are_renewed(sessionmaker: async_sessionmaker[AsyncSess
         await asyncio.sleep(0.8)  # well past the first lease
         async with sessionmaker() as session:
             assert await files_in_flight(session, org) == 1
+
+
+def request_of(
+    sessionmaker: async_sessionmaker[AsyncSession], org: str, *, cap: int, lease_s: float = 30
+) -> UploadSlots:
+    return UploadSlots(
+        sessionmaker, org, limit=10, lease_s=lease_s, staged_cap=cap, max_body_bytes=cap
+    )
+
+
+async def held(sessionmaker: async_sessionmaker[AsyncSession], org: str) -> int:
+    async with sessionmaker() as session:
+        return await staged_bytes(session, org)
+
+
+async def test_staging_reservations_hold_the_cap_and_are_given_back(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    org = await new_org(sessionmaker)
+    async with request_of(sessionmaker, org, cap=1000 * MB) as first:
+        await first.open(600 * MB)
+        async with request_of(sessionmaker, org, cap=1000 * MB) as second:
+            with pytest.raises(AppError) as caught:
+                await second.open(401 * MB)
+            assert (caught.value.status, caught.value.code) == (429, "RATE_LIMITED")
+            assert caught.value.headers["Retry-After"]
+            assert caught.value.details == {"max_staged_bytes": 1000 * MB}
+            await second.open(400 * MB)  # exactly what is left
+            assert await held(sessionmaker, org) == 1000 * MB
+        assert await held(sessionmaker, org) == 600 * MB
+    assert await held(sessionmaker, org) == 0
+    async with request_of(sessionmaker, org, cap=1000 * MB) as whole:
+        await whole.open(1000 * MB)
+
+
+async def test_a_body_larger_than_the_cap_is_413_before_anything_is_reserved(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    org = await new_org(sessionmaker)
+    async with request_of(sessionmaker, org, cap=1000 * MB) as slots:
+        with pytest.raises(AppError) as caught:
+            await slots.open(1001 * MB)
+        assert caught.value.status == 413
+        assert f"{1000 * MB} bytes" in caught.value.message
+    assert await held(sessionmaker, org) == 0
+
+
+async def test_a_chunked_body_reserves_in_steps_and_stops_at_the_cap(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    org = await new_org(sessionmaker)
+    cap = 5 * STAGING_STEP
+    async with request_of(sessionmaker, org, cap=cap) as slots:
+        await slots.open(None)
+        assert await held(sessionmaker, org) == STAGING_STEP
+        await slots.cover(STAGING_STEP)  # covered already: no write
+        await slots.cover(STAGING_STEP + 1)
+        assert await held(sessionmaker, org) == 2 * STAGING_STEP
+        await slots.cover(cap)
+        assert await held(sessionmaker, org) == cap
+        async with request_of(sessionmaker, org, cap=cap) as other:
+            with pytest.raises(AppError) as caught:
+                await other.open(None)
+            assert caught.value.status == 429
+    assert await held(sessionmaker, org) == 0
+
+
+async def test_concurrent_reservations_on_several_workers_never_pass_the_cap(
+    sessionmaker: async_sessionmaker[AsyncSession], database_url: str
+) -> None:
+    org = await new_org(sessionmaker)
+    engines = [create_engine(database_url) for _ in range(4)]
+    makers = [create_sessionmaker(engine) for engine in engines]
+    release = asyncio.Event()
+    admitted: list[int] = []
+    refused: list[int] = []
+
+    async def one(i: int) -> None:
+        async with request_of(makers[i % 4], org, cap=1000 * MB) as slots:
+            try:
+                await slots.open(300 * MB)
+            except AppError:
+                refused.append(i)
+                return
+            admitted.append(i)
+            await release.wait()
+
+    tasks = [asyncio.create_task(one(i)) for i in range(8)]
+    while len(admitted) + len(refused) < 8:
+        await asyncio.sleep(0.01)
+    assert await held(sessionmaker, org) == 900 * MB
+    release.set()
+    await asyncio.gather(*tasks)
+    for engine in engines:
+        await engine.dispose()
+    assert (len(admitted), len(refused)) == (3, 5)
+    assert await held(sessionmaker, org) == 0
+
+
+async def test_a_dead_workers_reservation_expires_and_a_live_one_is_renewed(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    org = await new_org(sessionmaker)
+    async with sessionmaker() as session, session.begin():
+        session.add(
+            UploadSlot(
+                id="slot_deadstage",
+                organization_id=org,
+                files=0,
+                staged_bytes=1000 * MB,
+                expires_at=utcnow() - timedelta(seconds=1),
+            )
+        )
+    async with request_of(sessionmaker, org, cap=1000 * MB, lease_s=0.3) as slots:
+        await slots.open(1000 * MB)  # the expired row no longer counts
+        await asyncio.sleep(0.8)  # well past the first lease
+        assert await held(sessionmaker, org) == 1000 * MB
+
+
+async def test_small_bodies_count_against_the_cap_without_a_database_row(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    org = await new_org(sessionmaker)
+    cap = 3 * SMALL_BODY_BYTES
+    async with request_of(sessionmaker, org, cap=cap) as large:
+        await large.open(2 * SMALL_BODY_BYTES)
+        async with request_of(sessionmaker, org, cap=cap) as small:
+            await small.open(SMALL_BODY_BYTES)  # exactly what is left
+            assert await held(sessionmaker, org) == 2 * SMALL_BODY_BYTES  # no row
+            async with request_of(sessionmaker, org, cap=cap) as extra:
+                with pytest.raises(AppError) as caught:
+                    await extra.open(1)
+                assert caught.value.status == 429
+    async with request_of(sessionmaker, org, cap=cap) as small:  # all given back
+        await small.open(SMALL_BODY_BYTES)
+    held_small = []
+    try:
+        for _ in range(SMALL_BODIES_PER_ORG // SMALL_BODY_BYTES):
+            slots = request_of(sessionmaker, org, cap=2 * SMALL_BODIES_PER_ORG)
+            await slots.open(SMALL_BODY_BYTES)
+            held_small.append(slots)
+        with pytest.raises(AppError) as caught:
+            await request_of(sessionmaker, org, cap=2 * SMALL_BODIES_PER_ORG).open(1)
+        assert caught.value.details == {"max_staged_bytes": SMALL_BODIES_PER_ORG}
+    finally:
+        for slots in held_small:
+            await slots.__aexit__(None, None, None)
+    async with request_of(sessionmaker, org, cap=cap) as small:  # the ledger was emptied
+        await small.open(SMALL_BODY_BYTES)

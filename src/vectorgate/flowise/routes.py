@@ -17,7 +17,7 @@ from vectorgate.observability import phase
 from vectorgate.schemas import ID_PATTERN
 from vectorgate.uploads.idempotency import HashingStream, idempotent
 from vectorgate.uploads.multipart import FILES_FIELD, receive_multipart
-from vectorgate.uploads.staging import StagedFile
+from vectorgate.uploads.staging import Reserve, StagedFile
 from vectorgate.upstream.batch import raise_for_failures, wait_for_batch
 from vectorgate.upstream.client import client_for, interactive
 from vectorgate.upstream.errors import upstream_errors
@@ -76,13 +76,14 @@ async def upload_to_vector_store(
         await lookup.vector_stores.retrieve(vector_store_id)
     body = HashingStream(request.stream(), enabled=idempotency_key is not None)
 
-    def receive(workdir: Path) -> AsyncIterator[StagedFile]:
+    def receive(workdir: Path, reserve: Reserve) -> AsyncIterator[StagedFile]:
         return receive_multipart(
             aiter(body),
             request.headers.get("content-type"),
             workdir,
             max_files=settings.max_files_per_request,
             max_body_bytes=settings.max_request_bytes,
+            reserve=reserve,
         )
 
     async def handle() -> list[dict[str, object]]:

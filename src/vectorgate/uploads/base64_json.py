@@ -31,11 +31,14 @@ Nothing is stepped through a character at a time in Python:
      backslash of what is left of the chunk.
   2. Unescape: if every escape in the run is the same one (all `\\n`, or `\\r\\n`, or
      `\\/` as PHP writes, or `\\u002B` as .NET writes...), one `bytes.replace` (or a
-     `translate`) removes them all, and a `count`/`find` proves that was sound. Else a
-     regex finds the first escape that is not of an ASCII character and the run up to it
-     is unescaped with one `replace` per common kind present (one regex `sub` for the
-     rarer ones). Anything else (`\\"`, `\\u00e9`,
-     an escape cut by the chunk end) is decoded on its own, then the bulk path resumes.
+     `translate`) removes them all, and a `count`/`find` proves that was sound. A run
+     written entirely as `\\u00XX` escapes is decoded by slicing out the hex digits for
+     `bytes.fromhex`. Else a regex finds the first escape that is not of an ASCII
+     character and the run up to it is unescaped with one `replace` per common kind
+     present, or, with any rarer kind, by json's C string scanner in one pass. Anything
+     else (`\\"`, `\\u00e9`, an escape cut by the chunk end) is decoded on its own, then
+     the bulk path resumes. So no content costs a Python call per escape: a chunk keeps
+     the event loop for a few milliseconds at most (`bench/intake_cpu.py`).
   3. Decode: a `data:<mime>;base64,` head is stripped first. Then the text is cut at a
      multiple of 4 characters; the rest (< 4 characters, the carry) waits for the next
      run. Aligned blocks go through `pybase64.b64decode(validate=True)`, which refuses
@@ -99,7 +102,7 @@ from vectorgate.uploads.filetypes import (
     check_size,
     kind_for,
 )
-from vectorgate.uploads.staging import StagedFile
+from vectorgate.uploads.staging import Reserve, StagedFile
 
 FILES_KEY = "files"
 _FIELDS = ("filename", "content", "mime_type")
@@ -112,6 +115,15 @@ MAX_STRING_BYTES = 64 * 1024
 # together. Each is kept (strings emptied) until it ends, to be checked by `json.loads`;
 # finding where it ends costs Python time per bracket, which this bounds too.
 MAX_IGNORED_BYTES = MiB
+# Most unknown keys, and strings and brackets inside their values, all together. Each
+# costs the parser a Python step (2-20 us, against ~1 ms per MiB of content), so it is
+# the number of them, not their bytes, that can keep a core busy (a body of 16 MiB of
+# `"k":1,` took 40 s). Legitimate extras, such as SPEC 11's `attributes` on every
+# file, take about 500.
+MAX_IGNORED_TOKENS = 2048
+# The parser hands the event loop back after this many such steps within one chunk, so
+# no chunk keeps it for more than a few milliseconds.
+STEPS_PER_SLICE = 128
 # Deepest nesting of a value under an unknown key.
 MAX_DEPTH = 512
 # Longest `data:<mime>;base64,` head of a content string.
@@ -119,7 +131,9 @@ _MAX_DATA_URL_HEAD = 1024
 
 _T = TypeVar("_T")
 # A parsing step: suspends (yields None) whenever it needs the next chunk.
-_Steps = Generator[None, None, _T]
+_Steps = Generator[object, None, _T]
+# What a step yields to hand the event loop back mid-chunk (it yields None for more input).
+_PAUSE = object()
 
 _QUOTE, _BACKSLASH, _COMMA, _COLON = b'"\\,:'
 _LBRACE, _RBRACE, _LBRACKET, _RBRACKET = b"{}[]"
@@ -138,6 +152,9 @@ _CONTENT_BODY = re.compile(
 # An escape cut off by the end of the chunk.
 _PARTIAL_ESCAPE = re.compile(rb"\\(?:u[0-9a-fA-F]{0,3})?\Z")
 _HEX4 = re.compile(rb"[0-9a-fA-F]{4}")
+_HEX_DIGITS = b"0123456789abcdefABCDEF"
+# Decodes a run of content in one pass; raw tabs and line breaks may be in it.
+_LENIENT_JSON = json.JSONDecoder(strict=False)
 
 
 def _ascii_escapes() -> dict[bytes, bytes]:
@@ -354,6 +371,8 @@ class _Parser:
         self.eof = False
         self.where = "the body"  # where in the document we are, for messages
         self.ignored = 0  # bytes kept so far by _skip_value
+        self.ignored_tokens = 0  # unknown keys, and strings and brackets in their values
+        self.paused = False  # stopped mid-chunk to let the event loop run (see proceed())
         self.staged: list[StagedFile] = []
         self.completed: list[StagedFile] = []  # staged since the last feed()
         self._steps = self._document()
@@ -369,14 +388,19 @@ class _Parser:
         self.offset += self.pos
         self.pos = 0
         self.chunks += 1
+        return self.proceed()
+
+    def proceed(self) -> list[StagedFile]:
+        """Go on with the chunk (after a pause: while `paused`, call again before the next
+        `feed`); returns the files completed meanwhile."""
         self._resume()
         done, self.completed = self.completed, []
         return done
 
-    def finish(self) -> None:
-        """The body ended: the document must be complete."""
+    def finish(self) -> list[StagedFile]:
+        """The body ended: the document must be complete (call `proceed` while `paused`)."""
         self.eof = True
-        self._resume()
+        return self.proceed()
 
     def close(self) -> None:
         # Runs the generator's `finally` blocks: the open temp file is closed.
@@ -384,15 +408,27 @@ class _Parser:
 
     def _resume(self) -> None:
         try:
-            next(self._steps)
+            self.paused = next(self._steps) is _PAUSE
         except StopIteration:
-            pass
+            self.paused = False
+
+    def _ignored_token(self) -> _Steps[None]:
+        """Count one step spent on ignored input; every STEPS_PER_SLICE, pause."""
+        self.ignored_tokens += 1
+        if self.ignored_tokens > MAX_IGNORED_TOKENS:
+            raise bad_request(
+                f"Unknown keys, with the strings and brackets in their values, number more "
+                f"than {MAX_IGNORED_TOKENS}; send only filename, content and mime_type",
+                max_ignored_tokens=MAX_IGNORED_TOKENS,
+            )
+        if self.ignored_tokens % STEPS_PER_SLICE == 0:
+            yield _PAUSE
 
     def _wait(self) -> _Steps[None]:
         """Suspend until the next chunk; the body ending here is an error."""
         if self.eof:
             raise self._syntax("the body ends before the JSON document does")
-        yield
+        yield None
 
     # --- errors -------------------------------------------------------------------
 
@@ -418,7 +454,7 @@ class _Parser:
 
     def _document(self) -> _Steps[None]:
         while len(self.buf) < len(codecs.BOM_UTF8) and not self.eof:
-            yield
+            yield None
         if self.buf.startswith(codecs.BOM_UTF8):
             self.pos = len(codecs.BOM_UTF8)
         self._skip_whitespace()
@@ -440,6 +476,7 @@ class _Parser:
                 yield from self._files()
                 self.where = "the body"
             else:
+                yield from self._ignored_token()
                 yield from self._skip_value()
         if not seen_files:
             raise bad_request("The body has no 'files' array", field=FILES_KEY)
@@ -449,7 +486,7 @@ class _Parser:
                 raise self._syntax("there is more after the JSON object")
             if self.eof:
                 return
-            yield
+            yield None
 
     def _files(self) -> _Steps[None]:
         self.where = FILES_KEY
@@ -484,6 +521,7 @@ class _Parser:
             first = False
             key = yield from self._key()
             if key not in _FIELDS:
+                yield from self._ignored_token()
                 yield from self._skip_value()
                 continue
             where = f"{entry.where}.{key}"
@@ -734,6 +772,8 @@ class _Parser:
                 yield from self._wait()
                 continue
             byte = buf[end]
+            if byte != _COMMA:  # a string or a bracket
+                yield from self._ignored_token()
             if byte == _QUOTE:
                 if not self._skip_short_string():
                     self.pos += 1
@@ -756,7 +796,7 @@ class _Parser:
         try:
             # Numbers are not converted (int() refuses over 4,300 digits); NaN and
             # Infinity, which json accepts, are not JSON.
-            json.loads(text, parse_int=len, parse_float=len, parse_constant=_not_json)
+            _IGNORED_VALUE.decode(text.decode("utf-8"))
         except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError
             problem = exc.msg if isinstance(exc, json.JSONDecodeError) else "not valid JSON"
             raise bad_request(
@@ -773,6 +813,8 @@ def _base64_run(buf: bytes, pos: int, end: int, *, try_uniform: bool) -> tuple[b
     backslash = buf.find(b"\\", pos, end)
     if backslash == -1:
         text, stop = buf[pos:end], end
+    elif try_uniform and backslash == pos and (hex_run := _unescape_hex_run(buf, pos, end)):
+        text, stop = hex_run
     else:
         uniform = None
         if try_uniform:
@@ -784,6 +826,38 @@ def _base64_run(buf: bytes, pos: int, end: int, *, try_uniform: bool) -> tuple[b
             stop = end if other is None else other.start()
             text = _strip_escapes(buf[pos:stop])
     return text, stop
+
+
+def _unescape_hex_run(buf: bytes, pos: int, end: int) -> tuple[bytes, int] | None:
+    """The text of `buf[pos:end]` if, up to its last whole escape, it is made only of
+    `\\u00XX` escapes of ASCII characters (content written entirely as escapes), and
+    where that stops; None otherwise.
+
+    Slices pick out each position of the 6-byte escapes at C speed: the fixed parts are
+    counted, the two hex digits of each are checked and decoded by `bytes.fromhex`.
+    Whitespace is dropped (the sink would drop it anyway).
+    """
+    count = (end - pos) // 6
+    if count < 2:
+        return None
+    stop = pos + 6 * count
+    run = buf[pos:stop]
+    if (
+        run[0::6].count(b"\\") != count
+        or run[1::6].count(b"u") != count
+        or run[2::6].count(b"0") != count
+        or run[3::6].count(b"0") != count
+    ):
+        return None
+    digits = bytearray(2 * count)
+    digits[0::2] = run[4::6]
+    digits[1::2] = run[5::6]
+    if digits.translate(None, _HEX_DIGITS):  # fromhex would skip spaces: not JSON
+        return None
+    text = bytes.fromhex(digits.decode("ascii"))
+    if not text.isascii():
+        return None  # the escape-by-escape path names the character
+    return text.translate(None, _CONTENT_WHITESPACE), stop
 
 
 def _strip_uniform_escapes(text: bytes, first: bytes) -> bytes | None:
@@ -824,9 +898,24 @@ def _strip_escapes(text: bytes) -> bytes:
         escape = text[backslash : backslash + size]
         replacement = _BULK_ESCAPES.get(escape)
         if replacement is None:
-            return _ASCII_ESCAPE.sub(_ascii_escape, text)
+            return _unescape_ascii(text)
         text = text.replace(escape, replacement)
     return text
+
+
+def _unescape_ascii(text: bytes) -> bytes:
+    """`text` with its escapes (any mix of _ASCII_ESCAPES) replaced, in one C-level pass.
+
+    The run is a valid JSON string body (no quote, and only escapes of ASCII characters),
+    so json's own string scanner decodes it; whitespace, escaped or raw, is dropped (the
+    sink would drop it anyway). A run that is not ASCII as written cannot be base64 and
+    takes the slow way, so that the sink names the character at fault.
+    """
+    try:
+        value = str(_LENIENT_JSON.decode('"' + text.decode("ascii") + '"'))
+    except UnicodeDecodeError:
+        return _ASCII_ESCAPE.sub(_ascii_escape, text)
+    return value.encode("ascii").translate(None, _CONTENT_WHITESPACE)
 
 
 def _ascii_escape(match: re.Match[bytes]) -> bytes:
@@ -846,18 +935,28 @@ def _not_json(constant: str) -> None:
     raise ValueError(f"{constant} is not JSON")
 
 
+# Checks a skipped value (made once: building a decoder per value cost more than using it).
+_IGNORED_VALUE = json.JSONDecoder(parse_int=len, parse_float=len, parse_constant=_not_json)
+
+
 def _show_byte(byte: int) -> str:
     return repr(chr(byte)) if 0x20 <= byte < 0x7F else f"byte 0x{byte:02x}"
 
 
 async def receive_base64_json(
-    chunks: AsyncIterator[bytes], workdir: Path, *, max_files: int, max_body_bytes: int
+    chunks: AsyncIterator[bytes],
+    workdir: Path,
+    *,
+    max_files: int,
+    max_body_bytes: int,
+    reserve: Reserve | None = None,
 ) -> list[StagedFile]:
     """Read a base64 JSON upload body into validated files in `workdir`, in request order.
 
     All or nothing: the first invalid thing raises an AppError (400, 413 or 415) and
     nothing is returned; files already written stay in `workdir` for the caller to
-    remove with it. Every temp file handle is closed on every path.
+    remove with it. Every temp file handle is closed on every path. `reserve` is awaited
+    with the body's size so far before each chunk is parsed (and any of it written).
     """
     parser = _Parser(workdir, max_files)
     received = 0
@@ -868,9 +967,25 @@ async def receive_base64_json(
             received += len(chunk)
             if received > max_body_bytes:
                 raise body_too_large(max_body_bytes)
-            for staged in parser.feed(chunk):
+            if reserve is not None:
+                await reserve(received)
+            async for staged in _parsed(parser, chunk):
                 await asyncio.to_thread(check_content, staged.path, staged.kind, staged.filename)
-        parser.finish()
+        async for _ in _parsed(parser, None):
+            pass  # the body ended: nothing completes here, the document must be whole
     finally:
         parser.close()
     return parser.staged
+
+
+async def _parsed(parser: _Parser, chunk: bytes | None) -> AsyncIterator[StagedFile]:
+    """The files `chunk` completes (None: the body has ended), handing the event loop
+    back whenever the parser pauses."""
+    done = parser.feed(chunk) if chunk is not None else parser.finish()
+    while True:
+        for staged in done:
+            yield staged
+        if not parser.paused:
+            return
+        await asyncio.sleep(0)
+        done = parser.proceed()

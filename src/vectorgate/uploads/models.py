@@ -2,17 +2,18 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Integer, String, Text
+from sqlalchemy import BigInteger, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from vectorgate.db import Base, UTCDateTime, utcnow
 
 
 class UploadSlot(Base):
-    """Files one request has in flight for an organization, held until `expires_at`.
+    """Files one request has in flight for an organization, or the temp space its body may
+    take up (`staged_bytes`, on a row of its own with `files = 0`), held until `expires_at`.
 
     The holder renews the lease while it works; a worker that dies simply stops
-    renewing, so its slots free themselves.
+    renewing, so its slots and reservations free themselves.
     """
 
     __tablename__ = "upload_slots"
@@ -22,6 +23,7 @@ class UploadSlot(Base):
         ForeignKey("organizations.id", ondelete="CASCADE"), index=True
     )
     files: Mapped[int] = mapped_column(Integer)
+    staged_bytes: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 

@@ -24,12 +24,18 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 from vectorgate.errors import AppError, ErrorCode, bad_request, body_too_large
 from vectorgate.uploads.filenames import clean_filename, parse_content_disposition
 from vectorgate.uploads.filetypes import FileKind, check_content, check_size, kind_for
-from vectorgate.uploads.staging import StagedFile
+from vectorgate.uploads.staging import Reserve, StagedFile
 
 FILES_FIELD = "files"
 # Writes go to the page cache in large pieces: fewer syscalls, no per-chunk thread hop.
 _WRITE_BUFFER = 1024 * 1024
 _MAX_PART_HEADER_BYTES = 16 * 1024
+# Parts other than `files` are read and dropped. Clients send a few small text fields
+# (SPEC 11's `attributes` and `chunking_strategy` are a few KiB at most); each part
+# costs the parser a dozen Python calls, so without a bound a body of tiny fields is
+# pure CPU (100 MB of them took 28 s). Both caps count every such part, headers included.
+MAX_OTHER_PARTS = 64
+MAX_OTHER_PART_BYTES = 1024 * 1024
 
 
 def multipart_boundary(content_type: str | None) -> bytes:
@@ -62,6 +68,8 @@ class _MultipartIntake:
         self.workdir = workdir
         self.max_files = max_files
         self.files_seen = 0
+        self.other_parts = 0
+        self.other_bytes = 0  # headers and data of the parts that are not files
         self.ended = False
         self.completed: list[StagedFile] = []
         self.part = _Part()
@@ -122,7 +130,16 @@ class _MultipartIntake:
             raise bad_request("Malformed multipart body: a part has no Content-Disposition")
         name, raw_filename = parse_content_disposition(disposition)
         if name != FILES_FIELD:
-            return  # other form fields are allowed and ignored
+            # Other form fields are allowed and ignored, within a budget.
+            self.other_parts += 1
+            if self.other_parts > MAX_OTHER_PARTS:
+                raise bad_request(
+                    f"Too many form fields besides '{FILES_FIELD}': at most "
+                    f"{MAX_OTHER_PARTS} per request",
+                    max_other_parts=MAX_OTHER_PARTS,
+                )
+            self._count_other_bytes(part.header_bytes)
+            return
         self.files_seen += 1
         if self.files_seen > self.max_files:
             raise AppError(
@@ -145,10 +162,22 @@ class _MultipartIntake:
     def _on_part_data(self, data: bytes, start: int, end: int) -> None:
         part = self.part
         if part.file is None or part.kind is None:
-            return  # a non-file field: not kept
+            self._count_other_bytes(end - start)  # a non-file field: not kept
+            return
         part.size += end - start
         check_size(part.kind, part.size, part.filename)
         part.file.write(memoryview(data)[start:end])
+
+    def _count_other_bytes(self, n: int) -> None:
+        self.other_bytes += n
+        if self.other_bytes > MAX_OTHER_PART_BYTES:
+            raise AppError(
+                413,
+                ErrorCode.FILE_TOO_LARGE,
+                f"Form fields besides '{FILES_FIELD}' hold more than {MAX_OTHER_PART_BYTES} "
+                "bytes, the most a request may send besides its files",
+                details={"max_other_part_bytes": MAX_OTHER_PART_BYTES},
+            )
 
     def _on_part_end(self) -> None:
         part = self.part
@@ -169,8 +198,12 @@ async def receive_multipart(
     *,
     max_files: int,
     max_body_bytes: int,
+    reserve: Reserve | None = None,
 ) -> AsyncIterator[StagedFile]:
-    """Yield each `files` part, validated and on disk, as soon as it has fully arrived."""
+    """Yield each `files` part, validated and on disk, as soon as it has fully arrived.
+
+    `reserve` is awaited with the body's size so far before each chunk is parsed (and
+    any of it written)."""
     intake = _MultipartIntake(multipart_boundary(content_type), workdir, max_files)
     received = 0
     try:
@@ -178,6 +211,8 @@ async def receive_multipart(
             received += len(chunk)
             if received > max_body_bytes:
                 raise body_too_large(max_body_bytes)
+            if reserve is not None:
+                await reserve(received)
             for staged in intake.feed(chunk):
                 await asyncio.to_thread(check_content, staged.path, staged.kind, staged.filename)
                 yield staged

@@ -16,7 +16,7 @@ import logging
 import os
 import shutil
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +25,10 @@ from vectorgate.uploads.filetypes import FileKind
 log = logging.getLogger(__name__)
 
 _LOCK_NAME = ".owner.lock"
+
+# Called with the number of body bytes received so far, before they are written: returns
+# once that much temp space is reserved for the request, or raises (429) when it cannot be.
+Reserve = Callable[[int], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)

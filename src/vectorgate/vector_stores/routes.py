@@ -16,7 +16,7 @@ from vectorgate.ingest import ingest, reject_oversized_body
 from vectorgate.schemas import ID_PATTERN
 from vectorgate.uploads.base64_json import receive_base64_json
 from vectorgate.uploads.idempotency import HashingStream, idempotent
-from vectorgate.uploads.staging import StagedFile
+from vectorgate.uploads.staging import Reserve, StagedFile
 from vectorgate.upstream.client import interactive
 from vectorgate.vector_stores.schemas import (
     Deleted,
@@ -158,13 +158,14 @@ async def upload_base64(
         client = await store_client(session, resources.keyring, resources.openai, store)
     body = HashingStream(request.stream(), enabled=idempotency_key is not None)
 
-    async def receive(workdir: Path) -> AsyncIterator[StagedFile]:
+    async def receive(workdir: Path, reserve: Reserve) -> AsyncIterator[StagedFile]:
         # All or nothing: every file is validated before the first one goes upstream.
         for file in await receive_base64_json(
             aiter(body),
             workdir,
             max_files=settings.max_files_per_request,
             max_body_bytes=settings.max_request_bytes,
+            reserve=reserve,
         ):
             yield file
 
