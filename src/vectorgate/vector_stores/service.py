@@ -373,6 +373,10 @@ async def refresh_file_record(
     except openai.OpenAIError as exc:
         log.info("status refresh of %s failed: %s", record.id, type(exc).__name__)
         return record
+    if upstream.status == "cancelled":
+        # Its batch was cancelled, by the poller for a timeout most likely: the poller,
+        # which knows why, ends the record.
+        return record
     apply_upstream_status(record, upstream)
     return await _save_status(sessionmaker, record)
 
