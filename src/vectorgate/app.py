@@ -35,6 +35,7 @@ from vectorgate.observability import RequestLogMiddleware
 from vectorgate.security.encryption import load_keyring
 from vectorgate.settings import Settings
 from vectorgate.uploads.staging import StagingArea
+from vectorgate.uploads.work import ContentWork
 from vectorgate.upstream.client import create_base_client
 from vectorgate.vector_stores.poller import Poller
 from vectorgate.vector_stores.routes import router as vector_stores_router
@@ -53,12 +54,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         staging.open()
         client = create_base_client(settings)
         sessionmaker = create_sessionmaker(engine)
+        content_work = ContentWork(
+            workers=settings.content_workers,
+            per_organization=settings.content_workers_per_org,
+            deadline_s=settings.content_deadline_s,
+        )
         app.state.resources = Resources(
             settings=settings,
             sessionmaker=sessionmaker,
             keyring=keyring,
             openai=client,
             staging=staging,
+            content_work=content_work,
         )
         poller = asyncio.create_task(
             Poller(sessionmaker, keyring, client, settings).run_forever(), name="poller"
@@ -69,6 +76,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             poller.cancel()
             await asyncio.gather(poller, return_exceptions=True)
             await client.close()
+            content_work.shutdown()
             staging.close()
             await engine.dispose()
 

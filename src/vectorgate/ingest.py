@@ -9,7 +9,7 @@ of the request is detached and deleted before the error goes on.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +26,7 @@ from vectorgate.errors import bad_request, body_too_large
 from vectorgate.observability import phase
 from vectorgate.settings import Settings
 from vectorgate.uploads.convert import UpstreamForm, to_upstream_form
+from vectorgate.uploads.filetypes import check_content
 from vectorgate.uploads.slots import UploadSlots, check_capacity
 from vectorgate.uploads.staging import StagedFile
 from vectorgate.upstream import journal as upstream_journal
@@ -45,6 +46,19 @@ class Ingested:
     # Rows the route keeps; saved in the request's last transaction, with the slots given
     # back and the journal settled (one SQLite write instead of three).
     to_save: list[object] = field(default_factory=list)
+
+
+def content_checker(
+    resources: Resources, organization_id: str
+) -> Callable[[StagedFile], Awaitable[None]]:
+    """Check a received file's content in the bounded executor, as `organization_id`."""
+
+    async def check(file: StagedFile) -> None:
+        await resources.content_work.run(
+            organization_id, file.filename, check_content, file.path, file.kind, file.filename
+        )
+
+    return check
 
 
 def reject_oversized_body(request: Request, settings: Settings) -> None:
@@ -104,8 +118,14 @@ async def ingest(
                     async for file in receive(workdir):
                         staged.append(file)
                         await slots.take(1)
-                        yield await asyncio.to_thread(
-                            to_upstream_form, file.path, file.filename, file.kind, workdir
+                        yield await resources.content_work.run(
+                            organization_id,
+                            file.filename,
+                            to_upstream_form,
+                            file.path,
+                            file.filename,
+                            file.kind,
+                            workdir,
                         )
             except ClientDisconnect:
                 raise bad_request("The client disconnected before the body was complete") from None
