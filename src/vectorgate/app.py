@@ -59,6 +59,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             per_organization=settings.content_workers_per_org,
             deadline_s=settings.content_deadline_s,
         )
+        await content_work.start()
         app.state.resources = Resources(
             settings=settings,
             sessionmaker=sessionmaker,

@@ -34,14 +34,13 @@ class Settings(BaseSettings):
     upload_slot_lease_s: float = Field(default=120, gt=0)
     poll_interval_s: float = Field(default=1.0, gt=0)
     poller_lease_s: float = Field(default=30, gt=0)
-    # Content budgets: the executor that checks and converts uploaded files.
-    # Threads share one GIL, so more workers add waiting, not speed; 4 lets four
-    # organizations' files be worked on at once while the event loop keeps its share.
-    content_workers: int = Field(default=4, ge=1)
-    # Below content_workers, so one organization never holds every worker.
-    content_workers_per_org: int = Field(default=2, ge=1)
-    # The largest real files (a 50 MB workbook near every cap) convert in ~15 s here;
-    # anything slower is a crafted file holding a worker.
+    # Content budgets: the worker processes that check and convert uploaded files.
+    # Parsing is CPU-bound; 3 processes on a small machine leave the event loop a core.
+    content_workers: int = Field(default=3, ge=1)
+    # Below content_workers, so one organization's files never take every worker.
+    content_workers_per_org: int = Field(default=1, ge=1)
+    # The worst file within every cap takes ~3 s of CPU (see uploads/xlsx.py); ten
+    # times that leaves room for a busy machine, and stops anything the caps missed.
     content_deadline_s: float = Field(default=30, gt=0)
 
     @field_validator("cors_origins", mode="before")

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import codecs
 import io
+import pickle
 import time
 import tracemalloc
 import zipfile
@@ -592,3 +593,8 @@ def test_zip_directory_larger_than_allowed_is_refused(
     assert f"its ZIP directory is {directory_bytes} bytes" in error.message
     monkeypatch.setattr(filetypes, "MAX_ZIP_DIRECTORY_BYTES", directory_bytes)
     check_content(write(content), DOCX, "big.docx")
+
+
+@pytest.mark.parametrize("kind", KINDS, ids=lambda kind: kind.name)
+def test_kind_sent_to_a_worker_process_is_the_same_object(kind: FileKind) -> None:
+    assert pickle.loads(pickle.dumps(kind)) is kind

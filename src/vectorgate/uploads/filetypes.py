@@ -38,6 +38,11 @@ class FileKind:
     extensions: tuple[str, ...]
     max_bytes: int
 
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        # Kinds are compared by identity (`kind is CSV`), so the copy a worker process
+        # receives must be the module's own object, not an equal one.
+        return (kind_named, (self.name,))
+
 
 PDF = FileKind("pdf", "application/pdf", (".pdf",), 50 * MiB)
 TEXT = FileKind("text", "text/plain", (".txt",), 10 * MiB)
@@ -65,6 +70,11 @@ XLSX = FileKind(
 
 KINDS: tuple[FileKind, ...] = (PDF, TEXT, MARKDOWN, CSV, JSON, DOCX, PPTX, XLSX)
 MAX_FILE_BYTES = max(kind.max_bytes for kind in KINDS)
+
+
+def kind_named(name: str) -> FileKind:
+    return next(kind for kind in KINDS if kind.name == name)
+
 
 # Non-canonical MIME types that real clients send. `application/vnd.ms-excel` is what
 # Windows reports for .csv; naming CSV here means it is accepted only for a .csv name.
