@@ -11,20 +11,21 @@ in.
 from __future__ import annotations
 
 import base64
-import statistics
-import threading
-import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.e2e import Service, Tenant, assert_error, register_store, upload_text
-from tests.support import Part, content_type, multipart_body
+from tests.e2e import Service, Tenant, assert_error, register_store
 from tests.uploads import workbooks
+from tests.uploads.attacks import (
+    Victim,
+    assert_flowise_error,
+    assert_slots_given_back,
+    assert_victim_unharmed,
+    flowise_upload,
+    under_attack,
+)
 from tests.uploads.zips import zip_directory_only
 from vectorgate.testing.fake_openai import FakeOpenAI
 from vectorgate.uploads import xlsx
@@ -36,19 +37,6 @@ pytestmark = pytest.mark.e2e
 # fill all of them again at once.
 SLOTS = 6
 SERVICE_SETTINGS = {"max_concurrent_uploads_per_org": str(SLOTS)}
-
-MAX_RSS_GROWTH = 256 * MiB
-# The victim's median latency under attack may be this many times its median without,
-# plus an allowance so that 2 ms against 12 ms on a busy machine is not a failure.
-MAX_SLOWDOWN = 5
-ALLOWANCE_S = 0.25
-SAMPLES = 5
-
-
-@dataclass
-class Victim:
-    tenant: Tenant
-    store: str
 
 
 @pytest.fixture(scope="module")
@@ -66,143 +54,6 @@ def store(fake: FakeOpenAI, tenant: Tenant) -> str:
     return fake.create_vector_store(tenant.openai_key)
 
 
-def flowise_upload(
-    client: httpx.Client, tenant: Tenant, store: str, filename: str, content: bytes, mime: str
-) -> httpx.Response:
-    return client.post(
-        f"/api/v1/openai-assistants-vector-store/{store}?credential={tenant.credential_id}",
-        content=multipart_body([Part(filename, content, mime)]),
-        headers={**tenant.headers, "Content-Type": content_type()},
-    )
-
-
-def assert_flowise_error(response: httpx.Response, status: int, *fragments: str) -> str:
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert body["statusCode"] == status
-    assert body["success"] is False
-    for fragment in fragments:
-        assert fragment in body["message"], body["message"]
-    message: str = body["message"]
-    return message
-
-
-@dataclass
-class Measured:
-    upload_s: float  # the victim's median upload
-    health_s: float  # the median /healthz
-
-
-def measure_victim(client: httpx.Client, victim: Victim) -> Measured:
-    uploads: list[float] = []
-    health: list[float] = []
-    for _ in range(SAMPLES):
-        started = time.perf_counter()
-        upload_text(client, victim.tenant, victim.store, b"hello")
-        uploads.append(time.perf_counter() - started)
-        started = time.perf_counter()
-        assert client.get("/healthz").status_code == 200
-        health.append(time.perf_counter() - started)
-    return Measured(statistics.median(uploads), statistics.median(health))
-
-
-@dataclass
-class AttackReport:
-    quiet: Measured
-    attacked: Measured
-    rss_growth: int
-    answer_s: float  # the slowest answer the attacker got
-    attacks: int
-
-
-def service_processes(service: Service) -> list[int]:
-    """The service and its worker processes, whose memory counts as the service's."""
-    pid = service.running.pid
-    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    return [pid, *map(int, children)]
-
-
-def status_kib(pid: int, field: str) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise AssertionError(f"{field} not in /proc/{pid}/status")
-
-
-def under_attack(
-    service: Service,
-    client: httpx.Client,
-    victim: Victim,
-    attack: Callable[[httpx.Client], None],
-    *,
-    attackers: int = 1,
-) -> AttackReport:
-    """Measure the victim without, then during, `attack` run over and over by `attackers`.
-
-    Each attack checks its own answer (raising if wrong). The peak memory of the service
-    and of its worker processes is reset first, so the growth reported is this attack's.
-    """
-    quiet = measure_victim(client, victim)
-    rss_before = {}
-    for pid in service_processes(service):
-        Path(f"/proc/{pid}/clear_refs").write_text("5")  # resets the peak (VmHWM) to now
-        rss_before[pid] = status_kib(pid, "VmRSS") * 1024
-    stop = threading.Event()
-    answers: list[float] = []
-
-    def keep_attacking() -> None:
-        with httpx.Client(base_url=service.running.base_url, timeout=60) as own:
-            while not stop.is_set():
-                started = time.perf_counter()
-                attack(own)
-                answers.append(time.perf_counter() - started)
-
-    with ThreadPoolExecutor(attackers) as pool:
-        running = [pool.submit(keep_attacking) for _ in range(attackers)]
-        try:
-            time.sleep(0.2)  # the attack requests are in flight before the victim starts
-            attacked = measure_victim(client, victim)
-        finally:
-            stop.set()
-        for future in running:
-            future.result()  # an attacker's wrong answer fails the test here
-    report = AttackReport(
-        quiet,
-        attacked,
-        sum(
-            status_kib(pid, "VmHWM") * 1024 - rss_before.get(pid, 0)
-            for pid in service_processes(service)
-        ),
-        max(answers),
-        len(answers),
-    )
-    # The figures quoted in docs/DECISIONS.md (shown with pytest -s).
-    print(  # noqa: T201
-        f"victim upload {quiet.upload_s * 1000:.0f} -> {attacked.upload_s * 1000:.0f} ms, "
-        f"healthz {quiet.health_s * 1000:.1f} -> {attacked.health_s * 1000:.1f} ms, "
-        f"peak RSS growth {report.rss_growth / MiB:.0f} MiB, slowest answer "
-        f"{report.answer_s:.2f} s over {report.attacks} attacks"
-    )
-    return report
-
-
-def assert_victim_unharmed(report: AttackReport) -> None:
-    quiet, attacked = report.quiet, report.attacked
-    assert attacked.upload_s <= MAX_SLOWDOWN * quiet.upload_s + ALLOWANCE_S
-    assert attacked.health_s <= MAX_SLOWDOWN * quiet.health_s + ALLOWANCE_S
-    assert report.rss_growth < MAX_RSS_GROWTH
-
-
-def assert_slots_given_back(client: httpx.Client, tenant: Tenant, store: str) -> None:
-    """Every one of the attacker's slots is free again: it can use all at once."""
-
-    def one(_: int) -> int:
-        return flowise_upload(client, tenant, store, "ok.txt", b"fine", "text/plain").status_code
-
-    with ThreadPoolExecutor(SLOTS) as pool:
-        assert list(pool.map(one, range(SLOTS))) == [200] * SLOTS
-
-
 def test_six_workbooks_with_a_row_numbered_ten_to_the_fifteenth_do_not_stall_anyone(
     service: Service, client: httpx.Client, tenant: Tenant, store: str, victim: Victim
 ) -> None:
@@ -218,7 +69,7 @@ def test_six_workbooks_with_a_row_numbered_ten_to_the_fifteenth_do_not_stall_any
     report = under_attack(service, client, victim, attack, attackers=SLOTS)
     assert_victim_unharmed(report)
     assert report.answer_s < 10
-    assert_slots_given_back(client, tenant, store)
+    assert_slots_given_back(client, tenant, store, SLOTS)
 
 
 @pytest.mark.parametrize(
@@ -259,7 +110,7 @@ def test_workbook_over_a_cap_is_413_in_little_memory_while_others_upload(
     assert_victim_unharmed(report)
     assert report.answer_s < 10
     assert fake.files_for(tenant.openai_key) == []
-    assert_slots_given_back(client, tenant, store)
+    assert_slots_given_back(client, tenant, store, SLOTS)
 
 
 def test_docx_whose_zip_directory_lists_900k_entries_is_415_at_once(
