@@ -59,7 +59,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             per_organization=settings.content_workers_per_org,
             deadline_s=settings.content_deadline_s,
         )
-        await content_work.start()
+        # In the background: the service is ready before the workers are; an early upload
+        # waits for one, as it would for a busy one.
+        warm_up = asyncio.create_task(content_work.start(), name="content-workers")
         app.state.resources = Resources(
             settings=settings,
             sessionmaker=sessionmaker,
@@ -75,7 +77,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             poller.cancel()
-            await asyncio.gather(poller, return_exceptions=True)
+            warm_up.cancel()
+            await asyncio.gather(poller, warm_up, return_exceptions=True)
             await client.close()
             content_work.shutdown()
             staging.close()

@@ -25,7 +25,7 @@ from vectorgate.deps import Resources
 from vectorgate.errors import bad_request, body_too_large
 from vectorgate.observability import phase
 from vectorgate.settings import Settings
-from vectorgate.uploads.convert import UpstreamForm, to_upstream_form
+from vectorgate.uploads.convert import UpstreamForm, needs_conversion, to_upstream_form
 from vectorgate.uploads.filetypes import check_content
 from vectorgate.uploads.slots import UploadSlots, check_capacity
 from vectorgate.uploads.staging import StagedFile
@@ -118,15 +118,13 @@ async def ingest(
                     async for file in receive(workdir):
                         staged.append(file)
                         await slots.take(1)
-                        yield await resources.content_work.run(
-                            organization_id,
-                            file.filename,
-                            to_upstream_form,
-                            file.path,
-                            file.filename,
-                            file.kind,
-                            workdir,
-                        )
+                        args = (file.path, file.filename, file.kind, workdir)
+                        if not needs_conversion(file.kind):
+                            yield to_upstream_form(*args)  # the file itself: no work
+                        else:
+                            yield await resources.content_work.run(
+                                organization_id, file.filename, to_upstream_form, *args
+                            )
             except ClientDisconnect:
                 raise bad_request("The client disconnected before the body was complete") from None
 

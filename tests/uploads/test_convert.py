@@ -21,7 +21,7 @@ from tests.uploads.zips import zip_directory_only
 from vectorgate.errors import AppError, ErrorCode
 from vectorgate.testing.samples import docx_bytes, xlsx_bytes
 from vectorgate.uploads import convert, filetypes, xlsx
-from vectorgate.uploads.convert import UpstreamForm, to_upstream_form
+from vectorgate.uploads.convert import UpstreamForm, needs_conversion, to_upstream_form
 from vectorgate.uploads.filetypes import CSV, KINDS, XLSX, FileKind, check_content
 from vectorgate.uploads.work import ContentWork
 
@@ -65,6 +65,12 @@ def test_kinds_other_than_csv_and_xlsx_go_up_unchanged(
         path, "name.ext", kind.mime_type
     )
     assert list(workdir.iterdir()) == []
+    assert not needs_conversion(kind)  # so the request skips the worker for it
+
+
+def test_csv_and_xlsx_need_conversion() -> None:
+    assert needs_conversion(CSV)
+    assert needs_conversion(XLSX)
 
 
 # --- CSV ---------------------------------------------------------------------------------

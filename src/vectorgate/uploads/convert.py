@@ -44,6 +44,11 @@ class UpstreamForm:
     mime_type: str
 
 
+def needs_conversion(kind: FileKind) -> bool:
+    """Whether `to_upstream_form` does real work for `kind` (else it returns the file)."""
+    return kind is CSV or kind is XLSX
+
+
 def to_upstream_form(path: Path, filename: str, kind: FileKind, workdir: Path) -> UpstreamForm:
     """Return the file to upload for a validated `kind` file (blocking I/O).
 
