@@ -82,3 +82,15 @@ async def test_cancelled_request_gives_back_its_share_when_the_worker_stops(
 
 async def test_outside_a_job_there_is_no_deadline() -> None:
     check_deadline()
+
+
+def die() -> None:
+    os._exit(1)
+
+
+async def test_worker_that_dies_is_a_500_and_the_pool_is_replaced(work: ContentWork) -> None:
+    with pytest.raises(AppError) as info:
+        await work.run("org", "crash.xlsx", die)
+    assert info.value.status == 500
+    assert info.value.message == "crash.xlsx: the file's check stopped unexpectedly"
+    assert await work.run("org", "next", time.sleep, 0) is None

@@ -109,13 +109,16 @@ class ContentWork:
             self._leave(organization_id)
             raise
         loop = asyncio.get_running_loop()
+        pool = self._pool
         try:
             future = loop.run_in_executor(
-                self._pool, _run_job, filename, self._deadline_s, fn, args, kwargs
+                pool, _run_job, filename, self._deadline_s, fn, args, kwargs
             )
-        except BaseException:
+        except BaseException as exc:
             semaphore.release()
             self._leave(organization_id)
+            if isinstance(exc, BrokenProcessPool):
+                raise self._worker_died(pool, filename) from None
             raise
 
         def finished(_: object) -> None:
@@ -126,15 +129,7 @@ class ContentWork:
         try:
             outcome = await asyncio.shield(future)
         except BrokenProcessPool:
-            # A worker died (killed for memory, say): start a new pool for what follows.
-            log.error("a content worker died while working on a file; restarting the pool")
-            self._replace_pool()
-            raise AppError(
-                500,
-                ErrorCode.INTERNAL_ERROR,
-                f"{filename}: the file's check stopped unexpectedly",
-                details={"filename": filename},
-            ) from None
+            raise self._worker_died(pool, filename) from None
         if isinstance(outcome, _Refusal):
             raise outcome.error()
         result: T = outcome
@@ -144,6 +139,19 @@ class ContentWork:
         """Stop taking jobs; running ones end at their deadline at the latest."""
         self._pool.shutdown(wait=False, cancel_futures=True)
 
+    def _worker_died(self, pool: ProcessPoolExecutor, filename: str) -> AppError:
+        """A worker died (killed for memory, say): a new pool for what follows, a 500 now."""
+        if pool is self._pool:  # not replaced yet by another request that saw it
+            log.error("a content worker died while working on a file; restarting the pool")
+            self._pool = self._new_pool()
+            pool.shutdown(wait=False, cancel_futures=True)
+        return AppError(
+            500,
+            ErrorCode.INTERNAL_ERROR,
+            f"{filename}: the file's check stopped unexpectedly",
+            details={"filename": filename},
+        )
+
     def _new_pool(self) -> ProcessPoolExecutor:
         # spawn: forking a process that runs an event loop and threads is not safe.
         return ProcessPoolExecutor(
@@ -151,11 +159,6 @@ class ContentWork:
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_prepare_worker,
         )
-
-    def _replace_pool(self) -> None:
-        broken = self._pool
-        self._pool = self._new_pool()
-        broken.shutdown(wait=False, cancel_futures=True)
 
     def _enter(self, organization_id: str) -> asyncio.Semaphore:
         semaphore, users = self._organizations.get(
