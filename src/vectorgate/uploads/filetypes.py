@@ -236,9 +236,12 @@ def check_zip_directory(path: Path, kind: FileKind, filename: str) -> None:
         tail_start = max(0, size - _EOCD.size - _MAX_ZIP_COMMENT)
         f.seek(tail_start)
         tail = f.read()
-        at = tail.rfind(_EOCD_SIGNATURE)
-        if at < 0 or len(tail) - at < _EOCD.size:
-            return
+        # As zipfile: the record that ends the file exactly, else the last one found.
+        at = len(tail) - _EOCD.size
+        if at < 0 or tail[at : at + 4] != _EOCD_SIGNATURE:
+            at = tail.rfind(_EOCD_SIGNATURE, 0, max(0, len(tail) - _EOCD.size + 4))
+            if at < 0:
+                return
         fields = _EOCD.unpack_from(tail, at)
         entries, directory_bytes = fields[4], fields[5]
         if 0xFFFF in fields[1:5] or 0xFFFFFFFF in fields[5:7]:
