@@ -26,7 +26,7 @@ from vectorgate.errors import bad_request, body_too_large
 from vectorgate.observability import phase
 from vectorgate.settings import Settings
 from vectorgate.uploads.convert import UpstreamForm, needs_conversion, to_upstream_form
-from vectorgate.uploads.filetypes import check_content
+from vectorgate.uploads.filetypes import cheap_to_check, check_content
 from vectorgate.uploads.slots import UploadSlots, check_capacity
 from vectorgate.uploads.staging import StagedFile
 from vectorgate.upstream import journal as upstream_journal
@@ -51,9 +51,15 @@ class Ingested:
 def content_checker(
     resources: Resources, organization_id: str
 ) -> Callable[[StagedFile], Awaitable[None]]:
-    """Check a received file's content in the bounded executor, as `organization_id`."""
+    """Check a received file's content in the bounded executor, as `organization_id`.
+
+    A small file is checked on the spot: that costs less than the trip to a worker.
+    """
 
     async def check(file: StagedFile) -> None:
+        if cheap_to_check(file.kind, file.size):
+            check_content(file.path, file.kind, file.filename)
+            return
         await resources.content_work.run(
             organization_id, file.filename, check_content, file.path, file.kind, file.filename
         )

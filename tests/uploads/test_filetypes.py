@@ -598,3 +598,11 @@ def test_zip_directory_larger_than_allowed_is_refused(
 @pytest.mark.parametrize("kind", KINDS, ids=lambda kind: kind.name)
 def test_kind_sent_to_a_worker_process_is_the_same_object(kind: FileKind) -> None:
     assert pickle.loads(pickle.dumps(kind)) is kind
+
+
+def test_only_small_files_are_cheap_to_check() -> None:
+    assert filetypes.cheap_to_check(TEXT, 64 * 1024)
+    assert not filetypes.cheap_to_check(TEXT, 64 * 1024 + 1)
+    assert filetypes.cheap_to_check(JSON, 4 * 1024)
+    assert not filetypes.cheap_to_check(JSON, 4 * 1024 + 1)
+    assert not filetypes.cheap_to_check(DOCX, 4 * 1024 + 1)

@@ -171,6 +171,20 @@ def check_size(kind: FileKind, size: int, filename: str) -> None:
         )
 
 
+# Files whose check costs about a millisecond at most, less than a trip to a content
+# worker and back, so they are checked where they arrive. Measured worst cases: 4 KiB of
+# JSON events or of ZIP directory ~1 ms; 64 KiB of text to decode ~0.1 ms.
+CHEAP_CHECK_BYTES = 4 * 1024
+CHEAP_TEXT_CHECK_BYTES = 64 * 1024
+
+
+def cheap_to_check(kind: FileKind, size: int) -> bool:
+    """Whether checking a `kind` file of `size` bytes is too cheap to send to a worker."""
+    if kind in (TEXT, MARKDOWN, CSV):
+        return size <= CHEAP_TEXT_CHECK_BYTES
+    return size <= CHEAP_CHECK_BYTES
+
+
 def check_content(path: Path, kind: FileKind, filename: str) -> None:
     """Check that the stored file at `path` really is a `kind` file (blocking I/O).
 
