@@ -108,7 +108,7 @@ def test_workbook_over_a_cap_is_413_in_little_memory_while_others_upload(
 
     report = under_attack(service, client, victim, attack)
     assert_victim_unharmed(report)
-    assert report.answer_s < 10
+    assert report.answer_s < 30  # before the 30 s per-file deadline; ~2 s on an idle machine
     assert fake.files_for(tenant.openai_key) == []
     assert_slots_given_back(client, tenant, store, SLOTS)
 

@@ -62,6 +62,6 @@ def test_workbook_that_takes_longer_than_the_deadline_is_413_and_frees_its_slot(
 
     report = under_attack(service, client, victim, attack)
     assert_victim_unharmed(report)
-    assert report.answer_s < 5  # the 413 itself comes at the deadline, plus the slot check
+    assert report.answer_s < 10  # the 413 comes at the deadline, then the slot check
     # Only the slot checks' files went up, never the workbook.
     assert {f.filename for f in fake.files_for(tenant.openai_key)} == {"ok.txt"}
