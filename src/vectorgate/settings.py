@@ -35,11 +35,11 @@ class Settings(BaseSettings):
     poll_interval_s: float = Field(default=1.0, gt=0)
     poller_lease_s: float = Field(default=30, gt=0)
     # Content budgets: the worker processes that check and convert uploaded files.
-    # Parsing is CPU-bound; 3 processes on a small machine leave the event loop a core.
+    # 3 organizations' files worked on at once; ~50 MB each (more only queue for CPU).
     content_workers: int = Field(default=3, ge=1)
     # Below content_workers, so one organization's files never take every worker.
     content_workers_per_org: int = Field(default=1, ge=1)
-    # The worst file within every cap takes ~3 s of CPU (see uploads/xlsx.py); ten
+    # The worst file within every cap takes ~2 s of CPU (see uploads/xlsx.py); 15
     # times that leaves room for a busy machine, and stops anything the caps missed.
     content_deadline_s: float = Field(default=30, gt=0)
 
