@@ -35,6 +35,7 @@ from vectorgate.observability import RequestLogMiddleware
 from vectorgate.security.encryption import load_keyring
 from vectorgate.settings import Settings
 from vectorgate.uploads.staging import StagingArea
+from vectorgate.uploads.work import ContentWork
 from vectorgate.upstream.client import create_base_client
 from vectorgate.vector_stores.poller import Poller
 from vectorgate.vector_stores.routes import router as vector_stores_router
@@ -53,12 +54,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         staging.open()
         client = create_base_client(settings)
         sessionmaker = create_sessionmaker(engine)
+        content_work = ContentWork(
+            workers=settings.content_workers,
+            per_organization=settings.content_workers_per_org,
+            deadline_s=settings.content_deadline_s,
+        )
+        # In the background: the service is ready before the workers are; an early upload
+        # waits for one, as it would for a busy one.
+        warm_up = asyncio.create_task(content_work.start(), name="content-workers")
         app.state.resources = Resources(
             settings=settings,
             sessionmaker=sessionmaker,
             keyring=keyring,
             openai=client,
             staging=staging,
+            content_work=content_work,
         )
         poller = asyncio.create_task(
             Poller(sessionmaker, keyring, client, settings).run_forever(), name="poller"
@@ -67,8 +77,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             poller.cancel()
-            await asyncio.gather(poller, return_exceptions=True)
+            warm_up.cancel()
+            await asyncio.gather(poller, warm_up, return_exceptions=True)
             await client.close()
+            content_work.shutdown()
             staging.close()
             await engine.dispose()
 

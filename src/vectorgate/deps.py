@@ -18,6 +18,7 @@ from vectorgate.schemas import ID_PATTERN
 from vectorgate.security.encryption import Keyring
 from vectorgate.settings import Settings
 from vectorgate.uploads.staging import StagingArea
+from vectorgate.uploads.work import ContentWork
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +30,7 @@ class Resources:
     keyring: Keyring
     openai: openai.AsyncOpenAI
     staging: StagingArea
+    content_work: ContentWork
 
 
 def get_resources(request: Request) -> Resources:

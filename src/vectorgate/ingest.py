@@ -9,7 +9,7 @@ of the request is detached and deleted before the error goes on.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +25,8 @@ from vectorgate.deps import Resources
 from vectorgate.errors import bad_request, body_too_large
 from vectorgate.observability import phase
 from vectorgate.settings import Settings
-from vectorgate.uploads.convert import UpstreamForm, to_upstream_form
+from vectorgate.uploads.convert import UpstreamForm, needs_conversion, to_upstream_form
+from vectorgate.uploads.filetypes import cheap_to_check, check_content
 from vectorgate.uploads.slots import UploadSlots
 from vectorgate.uploads.staging import Reserve, StagedFile
 from vectorgate.upstream import journal as upstream_journal
@@ -51,6 +52,25 @@ class Ingested:
 def declared_length(request: Request) -> int | None:
     declared = request.headers.get("content-length", "")
     return int(declared) if declared.isdigit() else None
+
+
+def content_checker(
+    resources: Resources, organization_id: str
+) -> Callable[[StagedFile], Awaitable[None]]:
+    """Check a received file's content in the bounded executor, as `organization_id`.
+
+    A small file is checked on the spot: that costs less than the trip to a worker.
+    """
+
+    async def check(file: StagedFile) -> None:
+        if cheap_to_check(file.kind, file.size):
+            check_content(file.path, file.kind, file.filename)
+            return
+        await resources.content_work.run(
+            organization_id, file.filename, check_content, file.path, file.kind, file.filename
+        )
+
+    return check
 
 
 def reject_oversized_body(request: Request, settings: Settings) -> None:
@@ -114,9 +134,13 @@ async def ingest(
                     async for file in receive(workdir, slots.cover):
                         staged.append(file)
                         await slots.take(1)
-                        yield await asyncio.to_thread(
-                            to_upstream_form, file.path, file.filename, file.kind, workdir
-                        )
+                        args = (file.path, file.filename, file.kind, workdir)
+                        if not needs_conversion(file.kind):
+                            yield to_upstream_form(*args)  # the file itself: no work
+                        else:
+                            yield await resources.content_work.run(
+                                organization_id, file.filename, to_upstream_form, *args
+                            )
             except ClientDisconnect:
                 raise bad_request("The client disconnected before the body was complete") from None
 

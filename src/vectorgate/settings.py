@@ -53,6 +53,14 @@ class Settings(BaseSettings):
     # Temp space (request bodies being received) per organization, across workers and
     # replicas; unset: the largest valid request plus a quarter, so a lone one always fits.
     max_staged_bytes_per_org: int | None = Field(default=None, ge=1)
+    # Content budgets: the worker processes that check and convert uploaded files.
+    # 3 organizations' files worked on at once; ~50 MB each (more only queue for CPU).
+    content_workers: int = Field(default=3, ge=1)
+    # Below content_workers, so one organization's files never take every worker.
+    content_workers_per_org: int = Field(default=1, ge=1)
+    # The worst file within every cap takes ~2 s of CPU (see uploads/xlsx.py); 15
+    # times that leaves room for a busy machine, and stops anything the caps missed.
+    content_deadline_s: float = Field(default=30, gt=0)
 
     @field_validator("cors_origins", "upstream_allowed_base_urls", mode="before")
     @classmethod

@@ -12,7 +12,7 @@ from vectorgate.credentials.service import get_credential, reveal_key
 from vectorgate.deps import CallerDep, PathId, ResourcesDep
 from vectorgate.errors import FlowiseErrorBody, documented_errors
 from vectorgate.flowise.schemas import OpenAIFile
-from vectorgate.ingest import ingest, reject_oversized_body
+from vectorgate.ingest import content_checker, ingest, reject_oversized_body
 from vectorgate.observability import phase
 from vectorgate.schemas import ID_PATTERN
 from vectorgate.uploads.idempotency import HashingStream, idempotent
@@ -84,6 +84,7 @@ async def upload_to_vector_store(
             max_files=settings.max_files_per_request,
             max_body_bytes=settings.max_request_bytes,
             reserve=reserve,
+            check=content_checker(resources, caller.organization_id),
         )
 
     async def handle() -> list[dict[str, object]]:

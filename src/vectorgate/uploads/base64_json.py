@@ -85,7 +85,7 @@ import asyncio
 import codecs
 import json
 import re
-from collections.abc import AsyncIterator, Generator
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, TypeVar
@@ -950,8 +950,12 @@ async def receive_base64_json(
     max_files: int,
     max_body_bytes: int,
     reserve: Reserve | None = None,
+    check: Callable[[StagedFile], Awaitable[None]] | None = None,
 ) -> list[StagedFile]:
     """Read a base64 JSON upload body into validated files in `workdir`, in request order.
+
+    `check` runs a file's content check; the route passes the bounded executor's (see
+    `ingest.content_checker`). Without one the check runs in a plain thread.
 
     All or nothing: the first invalid thing raises an AppError (400, 413 or 415) and
     nothing is returned; files already written stay in `workdir` for the caller to
@@ -970,7 +974,12 @@ async def receive_base64_json(
             if reserve is not None:
                 await reserve(received)
             async for staged in _parsed(parser, chunk):
-                await asyncio.to_thread(check_content, staged.path, staged.kind, staged.filename)
+                if check is None:
+                    await asyncio.to_thread(
+                        check_content, staged.path, staged.kind, staged.filename
+                    )
+                else:
+                    await check(staged)
         async for _ in _parsed(parser, None):
             pass  # the body ended: nothing completes here, the document must be whole
     finally:

@@ -7,24 +7,28 @@ workbook as Markdown (one table per sheet); every other kind goes up unchanged.
 from __future__ import annotations
 
 import codecs
-import contextlib
 import os
-import shutil
 import tempfile
 import zipfile
-from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-from openpyxl import load_workbook
 
 from vectorgate.errors import AppError, ErrorCode
-from vectorgate.uploads.filetypes import CHUNK_SIZE, CSV, XLSX, FileKind, MiB
+from vectorgate.uploads.filetypes import (
+    CHUNK_SIZE,
+    CSV,
+    XLSX,
+    FileKind,
+    MiB,
+    check_zip_directory,
+)
+from vectorgate.uploads.work import check_deadline
+from vectorgate.uploads.xlsx import write_markdown
 
-# A workbook is a ZIP of XML that openpyxl inflates as it reads (and shared strings
-# wholly into memory), so a small file can expand enormously: refuse before reading.
-# Real workbooks compress 5-10x; this is 10x the 50 MB upload limit.
+# A workbook is a ZIP of XML, so a small file can expand enormously: refuse before
+# reading one whose parts add up to more than this, and stop reading XML past it (a
+# sheet listed many times is read many times). Real workbooks compress 5-10x; this is
+# 10x the 50 MB upload limit. The other caps on workbooks are in uploads/xlsx.py.
 XLSX_MAX_UNPACKED_BYTES = 512 * MiB
 
 # One shared string can be referenced by every cell, so even a modest sheet can
@@ -40,14 +44,19 @@ class UpstreamForm:
     mime_type: str
 
 
+def needs_conversion(kind: FileKind) -> bool:
+    """Whether `to_upstream_form` does real work for `kind` (else it returns the file)."""
+    return kind is CSV or kind is XLSX
+
+
 def to_upstream_form(path: Path, filename: str, kind: FileKind, workdir: Path) -> UpstreamForm:
     """Return the file to upload for a validated `kind` file (blocking I/O).
 
     CSV becomes `<filename>.txt` (text/plain; UTF-16 is transcoded to UTF-8, UTF-8 is
     sent as is), XLSX becomes `<filename>.md` (text/markdown); other kinds are returned
     unchanged. New files are written in `workdir`, which the caller removes (even after
-    an error). An unreadable workbook is a 415; one that unpacks or converts to too much
-    is a 413.
+    an error). An unreadable workbook is a 415; one over a cap (see uploads/xlsx.py) is
+    a 413.
     """
     if kind is CSV:
         return UpstreamForm(_csv_as_utf8(path, workdir), f"{filename}.txt", "text/plain")
@@ -75,39 +84,29 @@ def _csv_as_utf8(path: Path, workdir: Path) -> Path:
         path.open(encoding="utf-16", newline="") as src,
         utf8.open("w", encoding="utf-8", newline="") as dst,
     ):
-        shutil.copyfileobj(src, dst, CHUNK_SIZE)
+        while text := src.read(CHUNK_SIZE):
+            check_deadline()
+            dst.write(text)
     return utf8
 
 
 def _xlsx_to_markdown(path: Path, filename: str, markdown: Path) -> None:
-    written = 0
-    with markdown.open("wb") as out, contextlib.closing(_read_workbook(path, filename)) as lines:
-        for line in lines:
-            data = line.encode()
-            written += len(data)
-            if written > MAX_CONVERTED_BYTES:
-                raise _too_large(
-                    filename, f"converts to more than {MAX_CONVERTED_BYTES // MiB} MB of text"
-                )
-            out.write(data)
-
-
-def _read_workbook(path: Path, filename: str) -> Generator[str, None, None]:
-    """The workbook's Markdown lines; whatever openpyxl cannot read is a 415."""
+    """Write the workbook at `path` to `markdown`; whatever cannot be read is a 415."""
     try:
-        _check_unpacked_size(path, filename)
-        # A file object, not the path: openpyxl refuses paths not ending in .xlsx, and
-        # staged uploads are not named after the client's file.
-        with path.open("rb") as source:
-            workbook = load_workbook(source, read_only=True, data_only=True)
-            try:
-                yield from _markdown_lines(workbook)
-            finally:
-                workbook.close()
-    except (AppError, Warning):
-        raise  # our own 413, or a warning turned into an error: not a corrupt file
+        check_zip_directory(path, XLSX, filename)
+        with zipfile.ZipFile(path) as package, markdown.open("wb") as out:
+            _check_unpacked_size(package, filename)
+            write_markdown(
+                package,
+                filename,
+                out,
+                max_output_bytes=MAX_CONVERTED_BYTES,
+                max_xml_bytes=XLSX_MAX_UNPACKED_BYTES,
+            )
+    except AppError:
+        raise  # a budget's 413, or the ZIP directory's 415
     except Exception as exc:
-        # openpyxl signals bad content with many types (OSError among them).
+        # zipfile, expat, int() and the date helpers signal bad content with many types.
         raise AppError(
             415,
             ErrorCode.UNSUPPORTED_FILE_TYPE,
@@ -116,59 +115,14 @@ def _read_workbook(path: Path, filename: str) -> Generator[str, None, None]:
         ) from exc
 
 
-def _check_unpacked_size(path: Path, filename: str) -> None:
+def _check_unpacked_size(package: zipfile.ZipFile, filename: str) -> None:
     # The central directory's sizes bound what zipfile will inflate for each member.
-    with zipfile.ZipFile(path) as package:
-        unpacked = sum(info.file_size for info in package.infolist())
+    unpacked = sum(info.file_size for info in package.infolist())
     if unpacked > XLSX_MAX_UNPACKED_BYTES:
         raise _too_large(
             filename,
             f"unpacks to {unpacked} bytes; at most {XLSX_MAX_UNPACKED_BYTES // MiB} MB",
         )
-
-
-def _markdown_lines(workbook: Any) -> Iterator[str]:
-    """Each sheet as `## <title>` and a table whose header is the first non-blank row.
-
-    Blank rows are skipped and trailing empty cells dropped. Shorter rows are padded to
-    the header's width; a longer row keeps its extra cells, because the indexer reads
-    the text, not the rendered table.
-    """
-    for number, sheet in enumerate(workbook.worksheets):
-        if number:
-            yield "\n"
-        yield f"## {sheet.title}\n\n"
-        # Otherwise rows are padded to the sheet's declared dimensions, which a
-        # crafted file can set to 16,384 columns by a million rows.
-        sheet.reset_dimensions()
-        width = 0
-        for row in sheet.iter_rows(values_only=True):
-            cells = [_cell_text(value) for value in row]
-            while cells and not cells[-1]:
-                cells.pop()
-            if not cells:
-                continue
-            if not width:
-                width = len(cells)
-                yield _table_row(cells)
-                yield _table_row(["---"] * width)
-            else:
-                yield _table_row(cells + [""] * (width - len(cells)))
-        if not width:
-            yield "_(empty sheet)_\n"
-
-
-def _cell_text(value: object) -> str:
-    if value is None:
-        return ""
-    text = ("TRUE" if value else "FALSE") if isinstance(value, bool) else str(value)
-    return (
-        text.replace("|", "\\|").replace("\r\n", "<br>").replace("\r", "<br>").replace("\n", "<br>")
-    )
-
-
-def _table_row(cells: list[str]) -> str:
-    return f"| {' | '.join(cells)} |\n"
 
 
 def _too_large(filename: str, problem: str) -> AppError:

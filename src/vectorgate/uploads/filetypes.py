@@ -7,12 +7,23 @@ A file's kind comes from its declared MIME type and its extension, which must ag
 from __future__ import annotations
 
 import codecs
-import json
+import struct
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
+
+import ijson  # type: ignore[import-untyped]
 
 from vectorgate.errors import AppError, ErrorCode, bad_request
+from vectorgate.uploads.work import check_deadline
+
+# The C backend keeps validation at tens of MB/s with flat memory; the pure-Python ones
+# are ~50x slower, which would let a 10 MB file hold a worker for a long time.
+if ijson.backend != "yajl2_c":  # pragma: no cover - depends on how ijson was built
+    raise ImportError(
+        f"ijson's C backend (yajl2_c) is required to check JSON uploads; got {ijson.backend}"
+    )
 
 MiB = 1024 * 1024
 
@@ -26,6 +37,11 @@ class FileKind:
     mime_type: str
     extensions: tuple[str, ...]
     max_bytes: int
+
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        # Kinds are compared by identity (`kind is CSV`), so the copy a worker process
+        # receives must be the module's own object, not an equal one.
+        return (kind_named, (self.name,))
 
 
 PDF = FileKind("pdf", "application/pdf", (".pdf",), 50 * MiB)
@@ -55,6 +71,11 @@ XLSX = FileKind(
 KINDS: tuple[FileKind, ...] = (PDF, TEXT, MARKDOWN, CSV, JSON, DOCX, PPTX, XLSX)
 MAX_FILE_BYTES = max(kind.max_bytes for kind in KINDS)
 
+
+def kind_named(name: str) -> FileKind:
+    return next(kind for kind in KINDS if kind.name == name)
+
+
 # Non-canonical MIME types that real clients send. `application/vnd.ms-excel` is what
 # Windows reports for .csv; naming CSV here means it is accepted only for a .csv name.
 MIME_ALIASES: dict[str, FileKind] = {
@@ -75,6 +96,16 @@ GENERIC_MIME = "application/octet-stream"
 _BY_MIME = {kind.mime_type: kind for kind in KINDS} | MIME_ALIASES
 _BY_EXTENSION = {ext: kind for kind in KINDS for ext in kind.extensions}
 _ALLOWED_EXTENSIONS = ", ".join(_BY_EXTENSION)
+
+# A ZIP's central directory is read whole by zipfile, one ZipInfo (~570 bytes) per entry:
+# 900k tiny entries cost 514 MiB and ~7 s. Real DOCX/PPTX/XLSX files have tens to a few
+# thousand parts, so more entries, or a directory larger than this, is not a real Office
+# package (a 415); at the caps zipfile needs ~12 MiB and ~0.1 s.
+MAX_ZIP_ENTRIES = 20_000
+MAX_ZIP_DIRECTORY_BYTES = 4 * MiB
+
+# Depth of JSON nesting accepted, as json.loads could (Python's recursion limit) before.
+MAX_JSON_DEPTH = 1_000
 
 # The part each Office package must hold besides [Content_Types].xml.
 _OFFICE_MAIN_PARTS = {
@@ -140,6 +171,20 @@ def check_size(kind: FileKind, size: int, filename: str) -> None:
         )
 
 
+# Files whose check costs about a millisecond at most, less than a trip to a content
+# worker and back, so they are checked where they arrive. Measured worst cases: 4 KiB of
+# JSON events or of ZIP directory ~1 ms; 64 KiB of text to decode ~0.1 ms.
+CHEAP_CHECK_BYTES = 4 * 1024
+CHEAP_TEXT_CHECK_BYTES = 64 * 1024
+
+
+def cheap_to_check(kind: FileKind, size: int) -> bool:
+    """Whether checking a `kind` file of `size` bytes is too cheap to send to a worker."""
+    if kind in (TEXT, MARKDOWN, CSV):
+        return size <= CHEAP_TEXT_CHECK_BYTES
+    return size <= CHEAP_CHECK_BYTES
+
+
 def check_content(path: Path, kind: FileKind, filename: str) -> None:
     """Check that the stored file at `path` really is a `kind` file (blocking I/O).
 
@@ -149,7 +194,7 @@ def check_content(path: Path, kind: FileKind, filename: str) -> None:
     """
     size = path.stat().st_size
     if size == 0:
-        raise bad_request(f"{filename}: file is empty", filename=filename)
+        raise _empty(filename)
     check_size(kind, size, filename)
     if kind is PDF:
         _check_pdf(path, filename)
@@ -169,6 +214,7 @@ def _check_office(path: Path, kind: FileKind, filename: str) -> None:
     main_part = _OFFICE_MAIN_PARTS[kind]
     label = f"a {kind.name.upper()} package"
     try:
+        check_zip_directory(path, kind, filename)
         # Opening reads only the central directory; nothing is decompressed.
         with zipfile.ZipFile(path) as package:
             names = set(package.namelist())
@@ -184,15 +230,85 @@ def _check_office(path: Path, kind: FileKind, filename: str) -> None:
         raise _mismatch(filename, kind, f"the content is not {label} (no {main_part})")
 
 
+_EOCD = struct.Struct("<4s4H2LH")  # End Of Central Directory record
+_EOCD_SIGNATURE = b"PK\x05\x06"
+_ZIP64_LOCATOR = struct.Struct("<4sLQL")
+_ZIP64_LOCATOR_SIGNATURE = b"PK\x06\x07"
+_ZIP64_EOCD = struct.Struct("<4sQ2H2L4Q")
+_ZIP64_EOCD_SIGNATURE = b"PK\x06\x06"
+_MAX_ZIP_COMMENT = 0xFFFF
+
+
+def check_zip_directory(path: Path, kind: FileKind, filename: str) -> None:
+    """Refuse (415) a ZIP whose central directory is too big for an Office package.
+
+    Reads only the End Of Central Directory record (and its ZIP64 form), so this costs
+    the same for any file. A file without that record is left to zipfile to refuse.
+    """
+    with path.open("rb") as f:
+        size = f.seek(0, 2)
+        tail_start = max(0, size - _EOCD.size - _MAX_ZIP_COMMENT)
+        f.seek(tail_start)
+        tail = f.read()
+        # As zipfile: the record that ends the file exactly, else the last one found.
+        at = len(tail) - _EOCD.size
+        if at < 0 or tail[at : at + 4] != _EOCD_SIGNATURE:
+            at = tail.rfind(_EOCD_SIGNATURE, 0, max(0, len(tail) - _EOCD.size + 4))
+            if at < 0:
+                return
+        fields = _EOCD.unpack_from(tail, at)
+        entries, directory_bytes = fields[4], fields[5]
+        if 0xFFFF in fields[1:5] or 0xFFFFFFFF in fields[5:7]:
+            eocd_at = tail_start + at
+            entries, directory_bytes = _zip64_directory(f, eocd_at, entries, directory_bytes)
+    label = f"a {kind.name.upper()} package"
+    if entries > MAX_ZIP_ENTRIES:
+        raise _mismatch(
+            filename,
+            kind,
+            f"the content is not {label} (its ZIP directory lists {entries} entries; "
+            f"an Office file has at most {MAX_ZIP_ENTRIES})",
+        )
+    if directory_bytes > MAX_ZIP_DIRECTORY_BYTES:
+        raise _mismatch(
+            filename,
+            kind,
+            f"the content is not {label} (its ZIP directory is {directory_bytes} bytes; "
+            f"an Office file's is at most {MAX_ZIP_DIRECTORY_BYTES // MiB} MB)",
+        )
+
+
+def _zip64_directory(f: BinaryIO, eocd_at: int, entries: int, size: int) -> tuple[int, int]:
+    if eocd_at < _ZIP64_LOCATOR.size:
+        return entries, size
+    f.seek(eocd_at - _ZIP64_LOCATOR.size)
+    signature, _, record_at, _ = _ZIP64_LOCATOR.unpack(f.read(_ZIP64_LOCATOR.size))
+    if signature != _ZIP64_LOCATOR_SIGNATURE:
+        return entries, size
+    f.seek(record_at)
+    record = f.read(_ZIP64_EOCD.size)
+    if len(record) < _ZIP64_EOCD.size or record[:4] != _ZIP64_EOCD_SIGNATURE:
+        # Where zipfile looks when data was prepended to the archive.
+        f.seek(max(0, eocd_at - _ZIP64_LOCATOR.size - _ZIP64_EOCD.size))
+        record = f.read(_ZIP64_EOCD.size)
+        if len(record) < _ZIP64_EOCD.size or record[:4] != _ZIP64_EOCD_SIGNATURE:
+            return entries, size
+    fields = _ZIP64_EOCD.unpack(record)
+    return fields[6], fields[7]
+
+
 def _check_text(path: Path, kind: FileKind, filename: str) -> None:
+    json_check = _JsonCheck(filename) if kind is JSON else None
     with path.open("rb") as f:
         chunk = f.read(CHUNK_SIZE)
         encoding, label, bom = _text_encoding(chunk)
         chunk = chunk[len(bom) :]
+        if not chunk:
+            raise _empty(filename)  # a BOM alone: there is no text to index
         decoder = codecs.getincrementaldecoder(encoding)()
-        parts: list[str] = []  # kept only for JSON, which must be parsed whole
         offset = len(bom)  # file offset of the current chunk's first byte
         while True:
+            check_deadline()
             final = not chunk
             pending = len(decoder.getstate()[0])
             try:
@@ -208,22 +324,71 @@ def _check_text(path: Path, kind: FileKind, filename: str) -> None:
                 raise _mismatch(
                     filename, kind, "the content contains a NUL character, so it is not text"
                 )
-            if kind is JSON:
-                parts.append(text)
+            if json_check is not None:
+                # UTF-8 input is fed as read; UTF-16 is fed transcoded.
+                json_check.feed(chunk if encoding == "utf-8" else text.encode())
             if final:
                 break
             offset += len(chunk)
             chunk = f.read(CHUNK_SIZE)
-    if kind is JSON:
+    if json_check is not None:
+        json_check.finish()
+
+
+class _JsonCheck:
+    """Streaming JSON validation: ijson's events are counted for depth, never kept.
+
+    yajl refuses what json.loads accepted but JSON does not allow (NaN, Infinity,
+    -Infinity). Integers become Python ints, so int()'s limit applies: over 4,300 digits
+    is refused as too long to check (converting more is quadratic).
+    """
+
+    def __init__(self, filename: str) -> None:
+        self.filename = filename
+        self.events = ijson.sendable_list()
+        self.parser = ijson.basic_parse_coro(self.events)
+        self.depth = 0
+
+    def feed(self, data: bytes) -> None:
+        for start in range(0, len(data), _JSON_STEP):
+            check_deadline()
+            self._step(data[start : start + _JSON_STEP])
+
+    def finish(self) -> None:
+        self._step(None)
+
+    def _step(self, data: bytes | None) -> None:
+        """Parse `data`, or the end of the input if None, and check what it held."""
         try:
-            # parse_int=str: only validity matters, and int() refuses over 4,300 digits.
-            json.loads("".join(parts), parse_int=str)
-        except json.JSONDecodeError as exc:
-            raise _mismatch(
-                filename, kind, f"the content is not valid JSON ({exc.msg} at line {exc.lineno})"
+            if data is None:
+                self.parser.close()
+            else:
+                self.parser.send(data)
+        except ijson.JSONError as exc:
+            problem = str(exc).strip().splitlines()[0].removeprefix("b'")
+            raise self._invalid(f"the content is not valid JSON ({problem})") from None
+        except (ValueError, SystemError):
+            # int() of a number over 4,300 digits, raised through the C parser.
+            raise self._invalid(
+                "the JSON holds a number too long to check (over 4,300 digits)"
             ) from None
-        except RecursionError:
-            raise _mismatch(filename, kind, "the JSON is nested too deeply to check") from None
+        depth = self.depth
+        for event, _ in self.events:
+            if event in ("start_map", "start_array"):
+                depth += 1
+                if depth > MAX_JSON_DEPTH:
+                    raise self._invalid("the JSON is nested too deeply to check")
+            elif event in ("end_map", "end_array"):
+                depth -= 1
+        self.depth = depth
+        self.events.clear()
+
+    def _invalid(self, problem: str) -> AppError:
+        return _mismatch(self.filename, JSON, problem)
+
+
+# JSON is fed to the parser in steps of this size, so each step's events stay few.
+_JSON_STEP = 64 * 1024
 
 
 def _text_encoding(head: bytes) -> tuple[str, str, bytes]:
@@ -235,6 +400,10 @@ def _text_encoding(head: bytes) -> tuple[str, str, bytes]:
     if head.startswith(codecs.BOM_UTF8):
         return "utf-8", "UTF-8", codecs.BOM_UTF8
     return "utf-8", "UTF-8", b""
+
+
+def _empty(filename: str) -> AppError:
+    return bad_request(f"{filename}: file is empty", filename=filename)
 
 
 def _mismatch(filename: str, kind: FileKind, problem: str) -> AppError:

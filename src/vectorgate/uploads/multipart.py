@@ -14,7 +14,7 @@ does the awaiting (content checks in a thread) between chunks.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import BinaryIO
 
@@ -199,11 +199,15 @@ async def receive_multipart(
     max_files: int,
     max_body_bytes: int,
     reserve: Reserve | None = None,
+    check: Callable[[StagedFile], Awaitable[None]] | None = None,
 ) -> AsyncIterator[StagedFile]:
     """Yield each `files` part, validated and on disk, as soon as it has fully arrived.
 
     `reserve` is awaited with the body's size so far before each chunk is parsed (and
-    any of it written)."""
+    any of it written). `check` runs a file's content check; the routes pass the bounded
+    executor's (see `ingest.content_checker`). Without one the check runs in a plain
+    thread.
+    """
     intake = _MultipartIntake(multipart_boundary(content_type), workdir, max_files)
     received = 0
     try:
@@ -214,7 +218,12 @@ async def receive_multipart(
             if reserve is not None:
                 await reserve(received)
             for staged in intake.feed(chunk):
-                await asyncio.to_thread(check_content, staged.path, staged.kind, staged.filename)
+                if check is None:
+                    await asyncio.to_thread(
+                        check_content, staged.path, staged.kind, staged.filename
+                    )
+                else:
+                    await check(staged)
                 yield staged
             if intake.ended:
                 break  # anything after the closing boundary is an epilogue: ignored

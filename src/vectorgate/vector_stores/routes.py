@@ -12,7 +12,7 @@ from fastapi import APIRouter, Header, Query, Request
 from vectorgate.db import utcnow
 from vectorgate.deps import OrgCallerDep, PathId, ResourcesDep, SessionDep
 from vectorgate.errors import OrgErrorBody, documented_errors
-from vectorgate.ingest import ingest, reject_oversized_body
+from vectorgate.ingest import content_checker, ingest, reject_oversized_body
 from vectorgate.schemas import ID_PATTERN
 from vectorgate.uploads.base64_json import receive_base64_json
 from vectorgate.uploads.idempotency import HashingStream, idempotent
@@ -166,6 +166,7 @@ async def upload_base64(
             max_files=settings.max_files_per_request,
             max_body_bytes=settings.max_request_bytes,
             reserve=reserve,
+            check=content_checker(resources, caller.organization_id),
         ):
             yield file
 
