@@ -23,6 +23,7 @@ from starlette.requests import ClientDisconnect
 from vectorgate.db import write_transaction
 from vectorgate.deps import Resources
 from vectorgate.errors import bad_request, body_too_large
+from vectorgate.limits import ensure_free_space
 from vectorgate.observability import phase
 from vectorgate.settings import Settings
 from vectorgate.uploads.convert import UpstreamForm, to_upstream_form
@@ -73,6 +74,7 @@ async def ingest(
     """
     settings = resources.settings
     limit = settings.max_concurrent_uploads_per_org
+    ensure_free_space(settings.resolved_temp_dir, settings.min_free_disk_bytes)  # else 507
     # Refuse before reading a byte when the organization is already full.
     await check_capacity(resources.sessionmaker, organization_id, limit=limit)
     staged: list[StagedFile] = []
