@@ -146,7 +146,11 @@ class BodyReadDeadline:
             return
         waited = 0.0
         received = 0
-        finished = False
+        headers = dict(scope["headers"])
+        finished = not (
+            headers.get(b"content-length", b"0").strip() not in (b"", b"0")
+            or b"transfer-encoding" in headers
+        )
 
         async def guarded_receive() -> Message:
             nonlocal waited, received, finished
@@ -173,4 +177,12 @@ class BodyReadDeadline:
                 )
             return message
 
-        await self.app(scope, guarded_receive, send)
+        async def send_closing(message: Message) -> None:
+            if message["type"] == "http.response.start" and not finished:
+                # Answered before the body was read to its end: the connection cannot
+                # carry another request (the server drops the rest of the body, then closes).
+                headers = [*message.get("headers", []), (b"connection", b"close")]
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, guarded_receive, send_closing)

@@ -14,8 +14,8 @@ untrusted clients:
   database and upstream connections: a connection past the cap is answered 503 and
   closed before anything else is done for it;
 - a request answered before its body ended (a 413, a 408) has the rest of its body
-  read and dropped for `LINGER_S` at most, so that its client can read the answer,
-  then the connection closes: it is never kept alive mid-body.
+  read and dropped for a bounded time (`LINGER_S`), so that its client can read the
+  answer, then the connection closes: it is never kept alive mid-body.
 
 Body read deadlines are applied one level up, in the ASGI app
 (`vectorgate.limits.BodyReadDeadline`), where the route can unwind and answer.
@@ -28,7 +28,7 @@ import json
 import resource
 from dataclasses import dataclass
 from functools import cache
-from typing import Any
+from typing import Any, cast
 
 from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -37,9 +37,16 @@ from uvicorn.server import ServerState
 from vectorgate.errors import AppError, ErrorCode, error_body
 from vectorgate.settings import Settings
 
-# How long a client answered before the end of its body may keep sending: enough for it
-# to see the answer (closing at once can reset the connection before it reads it).
-LINGER_S = 2.0
+# A client answered before the end of its body (401, 404, 413, 408) may finish sending
+# it, so that it reads the answer (closing under a client still sending resets the
+# connection, and most clients read only once they have sent): the rest is read and
+# dropped while it keeps coming, with gaps of at most LINGER_IDLE_S and for LINGER_S in
+# all, then the connection closes. nginx's lingering_timeout and lingering_time.
+LINGER_IDLE_S = 5.0
+LINGER_S = 30.0
+# A client refused below the app (431) has sent nothing worth reading: reading stops,
+# and it gets this long to read the answer before the connection closes.
+REFUSAL_LINGER_S = 1.0
 
 # File descriptors kept for everything but client connections (database pool, upstream
 # pool, temp files, logs): connections get at most half of what is left after these.
@@ -98,6 +105,21 @@ def _reason(status: int) -> str:
     return HTTPStatus(status).phrase
 
 
+class _AnswerFirstTransport:
+    """The transport as uvicorn's request cycle sees it: closing it (after an answer sent
+    with `Connection: close`) while the request body is still coming lingers first."""
+
+    def __init__(self, transport: asyncio.Transport, protocol: GuardedHttpToolsProtocol):
+        self._transport = transport
+        self._protocol = protocol
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+    def close(self) -> None:
+        self._protocol.close_after_answer()
+
+
 class GuardedHttpToolsProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol with bounded heads, head timeouts and a connection cap."""
 
@@ -114,7 +136,10 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self.head_bytes = 0
         self.head_timer: asyncio.TimerHandle | None = None
         self.linger_timer: asyncio.TimerHandle | None = None
+        self.linger_until = 0.0
         self.dropping = False  # answered below the app: what still comes is dropped
+        self.lost = False
+        self.real_transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         if len(self.connections) >= self.limits.max_connections:
@@ -131,9 +156,12 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             transport.close()
             return
         super().connection_made(transport)
+        self.real_transport = transport
+        self.transport = cast(asyncio.Transport, _AnswerFirstTransport(transport, self))
         self._arm_head_timer()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = True
         for timer in (self.head_timer, self.linger_timer):
             if timer is not None:
                 timer.cancel()
@@ -143,11 +171,13 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def data_received(self, data: bytes) -> None:
         if self.dropping:
             return
+        if self.linger_timer is not None:
+            self._linger()  # still coming: wait for the next bytes a while longer
         super().data_received(data)
         if self.in_head and not self.transport.is_closing():
             self.head_bytes += len(data)
             if self.head_bytes > self.limits.max_header_bytes:
-                self._answer_and_drop(
+                self._refuse(
                     AppError(
                         431,
                         ErrorCode.REQUEST_TOO_LARGE,
@@ -176,16 +206,44 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             return
         super().on_message_complete()
 
+    def close_after_answer(self) -> None:
+        """The request cycle closes the connection: linger first if the body is coming."""
+        cycle = self.cycle
+        if (
+            not self.lost
+            and self.linger_timer is None
+            and cycle is not None
+            and cycle.response_complete
+            and cycle.more_body
+            and not self.transport.is_closing()
+        ):
+            self._start_linger()
+            return
+        self._close()
+
     def on_response_complete(self) -> None:
         cycle = self.cycle
-        if cycle is not None and cycle.more_body and not self.transport.is_closing():
-            # Answered before the body ended: drop the rest for a moment, then close.
+        lingering = self.linger_timer is not None
+        if lingering or (cycle is not None and cycle.more_body and not self.transport.is_closing()):
+            # Answered before the body ended: never kept alive, and never another request.
             self.server_state.total_requests += 1
-            self._unset_keepalive_if_required()
-            self.flow.resume_reading()
-            self.linger_timer = self.loop.call_later(LINGER_S, self._close)
+            if not lingering:
+                self._start_linger()
             return
         super().on_response_complete()
+
+    def _start_linger(self) -> None:
+        """Drop the rest of the body while it keeps coming, within bounds; then close."""
+        self._unset_keepalive_if_required()
+        self.flow.resume_reading()
+        self.linger_until = self.loop.time() + LINGER_S
+        self._linger()
+
+    def _linger(self) -> None:
+        if self.linger_timer is not None:
+            self.linger_timer.cancel()
+        delay = max(0.0, min(LINGER_IDLE_S, self.linger_until - self.loop.time()))
+        self.linger_timer = self.loop.call_later(delay, self._close)
 
     def _arm_head_timer(self) -> None:
         if self.head_timer is None:
@@ -196,22 +254,30 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def _head_timed_out(self) -> None:
         self.head_timer = None
         if self.in_head and not self.transport.is_closing():
-            self._answer_and_drop(
-                AppError(
-                    408,
-                    ErrorCode.REQUEST_TIMEOUT,
-                    f"The request headers did not arrive within {self.limits.header_timeout_s:g} s",
-                    details={"header_timeout_s": self.limits.header_timeout_s},
-                )
+            error = AppError(
+                408,
+                ErrorCode.REQUEST_TIMEOUT,
+                f"The request headers did not arrive within {self.limits.header_timeout_s:g} s",
+                details={"header_timeout_s": self.limits.header_timeout_s},
             )
+            # Everything it sent has been read: closing now cannot cut the answer off.
+            self._refuse(error, linger_s=0)
 
-    def _answer_and_drop(self, error: AppError) -> None:
+    def _refuse(self, error: AppError, *, linger_s: float = REFUSAL_LINGER_S) -> None:
+        """Answer below the app and read nothing more; close after `linger_s`."""
         path = self.url.decode("latin-1") if getattr(self, "url", b"") else "/"
         self.dropping = True
         self.transport.write(raw_error(path, error))
-        self.linger_timer = self.loop.call_later(LINGER_S, self._close)
+        if linger_s:
+            self.transport.pause_reading()
+            self.linger_timer = self.loop.call_later(linger_s, self._close)
+        else:
+            self._close()
 
     def _close(self) -> None:
-        self.linger_timer = None
-        if not self.transport.is_closing():
-            self.transport.close()
+        if self.linger_timer is not None:
+            self.linger_timer.cancel()
+            self.linger_timer = None
+        transport = self.real_transport or self.transport
+        if not transport.is_closing():
+            transport.close()
