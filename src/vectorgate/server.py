@@ -44,8 +44,12 @@ from vectorgate.settings import Settings
 # all, then the connection closes. nginx's lingering_timeout and lingering_time.
 LINGER_IDLE_S = 5.0
 LINGER_S = 30.0
-# A client refused below the app (431) has sent nothing worth reading: reading stops,
-# and it gets this long to read the answer before the connection closes.
+# A chunked body has no declared end: past this much dropped, its sender is not finishing
+# a request it believes valid (a declared body is dropped up to its declared end).
+LINGER_CHUNKED_BYTES = 1024 * 1024
+# A client refused below the app (431), or still sending a chunked body past
+# LINGER_CHUNKED_BYTES: reading stops, our side of the connection ends, and the client
+# has this long to read the answer before the connection closes.
 REFUSAL_LINGER_S = 1.0
 
 # File descriptors kept for everything but client connections (database pool, upstream
@@ -137,6 +141,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self.head_timer: asyncio.TimerHandle | None = None
         self.linger_timer: asyncio.TimerHandle | None = None
         self.linger_until = 0.0
+        self.linger_budget: int | None = None  # bytes still dropped, when counted
         self.dropping = False  # answered below the app: what still comes is dropped
         self.lost = False
         self.real_transport: asyncio.Transport | None = None
@@ -172,6 +177,11 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         if self.dropping:
             return
         if self.linger_timer is not None:
+            if self.linger_budget is not None:
+                self.linger_budget -= len(data)
+                if self.linger_budget < 0:
+                    self._stop_reading()
+                    return
             self._linger()  # still coming: wait for the next bytes a while longer
         super().data_received(data)
         if self.in_head and not self.transport.is_closing():
@@ -237,6 +247,10 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._unset_keepalive_if_required()
         self.flow.resume_reading()
         self.linger_until = self.loop.time() + LINGER_S
+        declared = self.cycle is not None and any(
+            name == b"content-length" for name, _ in self.cycle.scope["headers"]
+        )
+        self.linger_budget = None if declared else LINGER_CHUNKED_BYTES
         self._linger()
 
     def _linger(self) -> None:
@@ -261,18 +275,30 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
                 details={"header_timeout_s": self.limits.header_timeout_s},
             )
             # Everything it sent has been read: closing now cannot cut the answer off.
-            self._refuse(error, linger_s=0)
+            self._refuse(error, close_now=True)
 
-    def _refuse(self, error: AppError, *, linger_s: float = REFUSAL_LINGER_S) -> None:
-        """Answer below the app and read nothing more; close after `linger_s`."""
+    def _refuse(self, error: AppError, *, close_now: bool = False) -> None:
+        """Answer below the app and read nothing more; close (now, or in a moment)."""
         path = self.url.decode("latin-1") if getattr(self, "url", b"") else "/"
-        self.dropping = True
         self.transport.write(raw_error(path, error))
-        if linger_s:
-            self.transport.pause_reading()
-            self.linger_timer = self.loop.call_later(linger_s, self._close)
-        else:
+        if close_now:
+            self.dropping = True
             self._close()
+        else:
+            self._stop_reading()
+
+    def _stop_reading(self) -> None:
+        """Read no more; end our side so the client sees the answer and the end of it;
+        close a moment later (closing at once would reset the connection under a client
+        still sending, and a reset can discard the answer before the client reads it)."""
+        self.dropping = True
+        transport = self.real_transport or self.transport
+        transport.pause_reading()
+        if transport.can_write_eof():
+            transport.write_eof()
+        if self.linger_timer is not None:
+            self.linger_timer.cancel()
+        self.linger_timer = self.loop.call_later(REFUSAL_LINGER_S, self._close)
 
     def _close(self) -> None:
         if self.linger_timer is not None:
