@@ -7,6 +7,7 @@ measurement taken without the attack.
 
 from __future__ import annotations
 
+import logging
 import os
 import statistics
 import threading
@@ -20,7 +21,7 @@ from pathlib import Path
 import httpx
 
 from tests.e2e import Service, upload_text
-from tests.operations.raw_client import MiB
+from tests.operations.raw_client import Exchange, MiB
 from vectorgate.testing.service import Tenant
 
 # The victim's median under attack may be this many times its median without...
@@ -29,6 +30,9 @@ LATENCY_RATIO = 5
 LATENCY_ALLOWANCE_S = 0.25
 # Peak resident memory an attack may add to the service.
 RSS_GROWTH_LIMIT = 256 * MiB
+
+# The figures of each attack (`pytest -o log_cli=true --log-cli-level=INFO` shows them).
+figures = logging.getLogger("tests.attack-figures")
 
 
 @dataclass
@@ -56,6 +60,11 @@ class Victim:
 
 def assert_unharmed(without: tuple[float, float], under: tuple[float, float]) -> None:
     for name, calm, attacked in zip(("upload", "healthz"), without, under, strict=True):
+        figures.info(
+            "victim %s: median %.1f ms without the attack, %.1f ms under it (x%.2f)",
+            name, calm * 1000, attacked * 1000, attacked / calm,
+        )  # fmt: skip
+    for name, calm, attacked in zip(("upload", "healthz"), without, under, strict=True):
         bound = LATENCY_RATIO * calm + LATENCY_ALLOWANCE_S
         assert attacked <= bound, (
             f"victim {name}: median {attacked:.3f} s under attack, {calm:.3f} s without"
@@ -71,6 +80,7 @@ def peak_rss_growth(service: Service) -> Iterator[list[int]]:
     growth: list[int] = []
     yield growth
     growth.append(service.running.peak_rss_bytes() - before)
+    figures.info("service peak RSS growth: %.1f MiB", growth[0] / MiB)
 
 
 @contextmanager
@@ -85,6 +95,15 @@ def running(attack: Callable[[threading.Event], object], copies: int = 1) -> Ite
             stop.set()
         for future in futures:
             future.result(timeout=60)
+
+
+def log_answers(exchanges: list[Exchange]) -> None:
+    times = [e.answered_after_s for e in exchanges if e.answered_after_s is not None]
+    figures.info(
+        "%d attack requests, answered after %.1f ms at most (median %.1f ms)",
+        len(exchanges), max(times, default=0) * 1000,
+        statistics.median(times) * 1000 if times else 0,
+    )  # fmt: skip
 
 
 def host_port(service: Service) -> tuple[str, int]:

@@ -26,7 +26,9 @@ from tests.operations.hostile import (
     assert_unharmed,
     client_connections,
     eventually,
+    figures,
     host_port,
+    log_answers,
     peak_rss_growth,
     running,
     staged_fds,
@@ -103,6 +105,7 @@ def test_a_100_mib_json_flood_to_credentials_is_refused_before_it_is_read(
     calm = victim.medians()
     with peak_rss_growth(service) as growth, flooding(flood) as exchanges:
         attacked = victim.medians()
+    log_answers(exchanges)
     assert_unharmed(calm, attacked)
     assert growth[0] < RSS_GROWTH_LIMIT, growth
     assert exchanges
@@ -131,6 +134,7 @@ def test_four_chunked_300_mib_bodies_at_once_are_cut_off_at_the_limit(
     calm = victim.medians()
     with peak_rss_growth(service) as growth, flooding(flood, copies=4) as exchanges:
         attacked = victim.medians()
+    log_answers(exchanges)
     assert_unharmed(calm, attacked)
     assert growth[0] < RSS_GROWTH_LIMIT, growth
     assert len(exchanges) >= 4
@@ -152,6 +156,7 @@ def test_a_64_mib_header_is_refused_within_milliseconds(service: Service, victim
     calm = victim.medians()
     with peak_rss_growth(service) as growth, flooding(flood, copies=2) as exchanges:
         attacked = victim.medians()
+    log_answers(exchanges)
     assert_unharmed(calm, attacked)
     assert growth[0] < RSS_GROWTH_LIMIT, growth
     assert exchanges
@@ -200,6 +205,7 @@ def test_300_slow_header_connections_are_closed_by_the_header_timeout(
     finally:
         for sock in slow:
             sock.close()
+    figures.info("300 slow-header connections all closed %.2f s after they opened", closed_after)
     assert_unharmed(calm, attacked)
     assert closed_after < HEADER_TIMEOUT_S + 3, closed_after
     for reply in replies.values():
@@ -222,6 +228,7 @@ def test_connections_past_the_cap_get_a_fast_503_and_the_service_recovers(
         started = time.monotonic()
         extra = hostile_request(address, b"GET /healthz HTTP/1.1\r\nHost: vectorgate\r\n\r\n")
         assert extra.answered_after_s is not None
+        figures.info("connection past the cap answered after %.1f ms", extra.answered_after_s * 1e3)
         assert extra.answered_after_s < PROMPT_S
         body = org_error(extra.reply, 503, "SERVICE_UNAVAILABLE")
         assert str(MAX_CONNECTIONS) in str(body["message"])
@@ -298,6 +305,7 @@ def test_a_dripping_multipart_body_ends_in_408_and_gives_everything_back(
         assert held.status_code == 429, held.text
         attacked = victim.medians()
         exchange = dripping.result(timeout=30)
+    log_answers([exchange])
     assert_unharmed(calm, attacked)
     assert status_of(exchange.reply) == 408, exchange.reply[:300]
     reply = json.loads(exchange.reply.partition(b"\r\n\r\n")[2])
