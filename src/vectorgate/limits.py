@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import time
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -121,6 +120,60 @@ def body_timed_out(message: str, **details: Any) -> AppError:
     return AppError(408, ErrorCode.REQUEST_TIMEOUT, message, details=details)
 
 
+class _BodyWatch:
+    """The body reads of one request, watched by one timer.
+
+    A timer per read (`asyncio.timeout`) costs more than the read itself on a fast
+    upload; this one is re-armed once per idle period and a read only notes when it
+    started waiting.
+    """
+
+    def __init__(self, idle_timeout_s: float) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.idle_timeout_s = idle_timeout_s
+        self.waiting: asyncio.Task[Any] | None = None  # the task waiting for bytes, if any
+        self.wait_started = 0.0
+        self.expired = False
+        self.timer: asyncio.TimerHandle | None = None
+
+    def _check(self) -> None:
+        self.timer = None
+        due = self.loop.time() + self.idle_timeout_s
+        if self.waiting is not None:
+            due = self.wait_started + self.idle_timeout_s
+            if self.loop.time() >= due:
+                self.expired = True
+                self.waiting.cancel()
+                return
+        self.timer = self.loop.call_at(due, self._check)
+
+    async def read(self, receive: Receive) -> tuple[Message, float]:
+        """The next message, and the seconds spent waiting for it."""
+        if self.timer is None:
+            self.timer = self.loop.call_later(self.idle_timeout_s, self._check)
+        task = asyncio.current_task()
+        self.waiting = task
+        self.wait_started = started = self.loop.time()
+        try:
+            message = await receive()
+        except asyncio.CancelledError:
+            if self.expired and task is not None:
+                task.uncancel()
+                raise body_timed_out(
+                    f"No request body bytes arrived for {self.idle_timeout_s:g} s",
+                    body_idle_timeout_s=self.idle_timeout_s,
+                ) from None
+            raise
+        finally:
+            self.waiting = None
+        return message, self.loop.time() - started
+
+    def stop(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+
 class BodyReadDeadline:
     """Ends a request whose body stops coming, or comes slower than a minimum rate.
 
@@ -144,30 +197,27 @@ class BodyReadDeadline:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        waited = 0.0
-        received = 0
         headers = dict(scope["headers"])
         finished = not (
             headers.get(b"content-length", b"0").strip() not in (b"", b"0")
             or b"transfer-encoding" in headers
         )
+        if finished:  # no body: nothing to watch
+            await self.app(scope, receive, send)
+            return
+        watch = _BodyWatch(self.idle_timeout_s)
+        waited = 0.0
+        received = 0
 
         async def guarded_receive() -> Message:
             nonlocal waited, received, finished
             if finished:
                 return await receive()
-            started = time.monotonic()
-            try:
-                async with asyncio.timeout(self.idle_timeout_s):
-                    message = await receive()
-            except TimeoutError:
-                raise body_timed_out(
-                    f"No request body bytes arrived for {self.idle_timeout_s:g} s",
-                    body_idle_timeout_s=self.idle_timeout_s,
-                ) from None
-            waited += time.monotonic() - started
+            message, seconds = await watch.read(receive)
+            waited += seconds
             if message["type"] != "http.request" or not message.get("more_body", False):
                 finished = True
+                watch.stop()
                 return message
             received += len(message.get("body", b""))
             if waited > self.grace_s and received < self.min_rate * waited:
@@ -185,4 +235,7 @@ class BodyReadDeadline:
                 message = {**message, "headers": headers}
             await send(message)
 
-        await self.app(scope, guarded_receive, send_closing)
+        try:
+            await self.app(scope, guarded_receive, send_closing)
+        finally:
+            watch.stop()
