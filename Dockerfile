@@ -1,6 +1,9 @@
 # syntax=docker/dockerfile:1
 # Build: docker build -t vectorgate .
-# Run:   docker run -p 8000:8000 -v vectorgate-data:/data vectorgate
+# Run:   docker run -p 8000:8000 --ulimit nofile=65536:65536 -v vectorgate-data:/data vectorgate
+# The port faces clients as is: header size and time, body read deadlines and a
+# connection cap (below the fd limit, which `serve` raises to the hard limit) are on by
+# default; docs/DEPLOYMENT.md lists them and what a proxy in front should add.
 FROM python:3.11-slim AS build
 WORKDIR /src
 RUN python -m venv /opt/venv

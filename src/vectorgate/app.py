@@ -31,6 +31,7 @@ from vectorgate.errors import (
 )
 from vectorgate.flowise.routes import router as flowise_router
 from vectorgate.health import router as health_router
+from vectorgate.limits import JSON_BODY_MODELS, BodyReadDeadline
 from vectorgate.observability import RequestLogMiddleware
 from vectorgate.security.encryption import load_keyring
 from vectorgate.settings import Settings
@@ -90,6 +91,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="Put files into OpenAI vector stores without handing out the OpenAI key.",
         lifespan=lifespan,
         docs_url=None,  # served below from local assets, not a CDN
+        # No 307 to the path with(out) its slash: it was answered before authentication,
+        # with a Location built from the client's Host header. Such a path is a 404.
+        redirect_slashes=False,
     )
     app.add_exception_handler(AppError, handle_app_error)
     app.add_exception_handler(StarletteHTTPException, handle_http_exception)
@@ -108,6 +112,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             ],
             expose_headers=["X-Request-ID", "Retry-After"],
         )
+    app.add_middleware(
+        BodyReadDeadline,
+        idle_timeout_s=settings.body_idle_timeout_s,
+        min_rate=settings.body_min_rate_bytes_s,
+        grace_s=settings.body_rate_grace_s,
+    )
     # Outermost, so every response (errors and CORS preflights too) gets a request id.
     app.add_middleware(RequestLogMiddleware)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
@@ -139,7 +149,13 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
         for path in schema.get("paths", {}).values():
             for operation in path.values():
                 operation.get("responses", {}).pop("422", None)
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
         for unused in ("HTTPValidationError", "ValidationError"):  # only the 422s used them
-            schema.get("components", {}).get("schemas", {}).pop(unused, None)
+            components.pop(unused, None)
+        # JSON bodies are read by a dependency, not declared (see vectorgate.limits).
+        for name, model in JSON_BODY_MODELS.items():
+            body = model.model_json_schema(ref_template="#/components/schemas/{model}")
+            components.update(body.pop("$defs", {}))
+            components[name] = body
         app.openapi_schema = schema
     return app.openapi_schema

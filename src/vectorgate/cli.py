@@ -113,7 +113,10 @@ def _parser() -> argparse.ArgumentParser:
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
+    from vectorgate.server import GuardedHttpToolsProtocol, raise_fd_limit
+
     _migrate(settings)
+    raise_fd_limit()  # inherited by worker processes; connections are capped below it
     if args.workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         # Several worker processes: /metrics aggregates what each of them writes here.
         metrics_dir = settings.data_dir / "metrics"
@@ -128,6 +131,8 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         workers=args.workers,
         log_config=_log_config(),
         timeout_graceful_shutdown=30,
+        http=GuardedHttpToolsProtocol,
+        timeout_keep_alive=settings.keep_alive_timeout_s,
     )
     return 0
 

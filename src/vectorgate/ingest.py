@@ -23,6 +23,7 @@ from starlette.requests import ClientDisconnect
 from vectorgate.db import write_transaction
 from vectorgate.deps import Resources
 from vectorgate.errors import bad_request, body_too_large
+from vectorgate.limits import ensure_free_space
 from vectorgate.observability import phase
 from vectorgate.settings import Settings
 from vectorgate.uploads.convert import UpstreamForm, needs_conversion, to_upstream_form
@@ -100,6 +101,7 @@ async def ingest(
     written, with the same outcome when there is none left.
     """
     settings = resources.settings
+    ensure_free_space(settings.resolved_temp_dir, settings.min_free_disk_bytes)  # else 507
     staged: list[StagedFile] = []
     async with (
         resources.staging.request_dir() as workdir,

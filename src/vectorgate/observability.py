@@ -29,10 +29,13 @@ from prometheus_client import (
     multiprocess,
 )
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from vectorgate.errors import error_body, unexpected_error
+
 log = logging.getLogger("vectorgate.access")
+errors_log = logging.getLogger("vectorgate.errors")
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
@@ -105,6 +108,7 @@ class RequestLogMiddleware:
         scope.setdefault("state", {})["request_id"] = request_id
         received = 0
         status = 500
+        response_started = False
 
         async def counting_receive() -> Message:
             nonlocal received
@@ -114,8 +118,9 @@ class RequestLogMiddleware:
             return message
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status
+            nonlocal status, response_started
             if message["type"] == "http.response.start":
+                response_started = True
                 status = message["status"]
                 headers = list(message.get("headers", []))
                 headers.append((b"x-request-id", request_id.encode()))
@@ -128,6 +133,21 @@ class RequestLogMiddleware:
 
         try:
             await self.app(scope, counting_receive, send_with_id)
+        except Exception as exc:
+            # The one catch-all: what nobody handled is answered in the route family's
+            # body with the request id; its traceback goes to the log, never to the client.
+            error = unexpected_error(exc, request_id)
+            if error.status == 500:
+                errors_log.error("request %s failed", request_id, exc_info=exc)
+            else:
+                errors_log.warning(
+                    "request %s answered %d: %s", request_id, error.status, type(exc).__name__
+                )
+            if response_started:
+                raise  # too late for an answer: the server closes the connection
+            body = error_body(scope["path"], error)
+            response = JSONResponse(body, status_code=error.status, headers=error.headers)
+            await response(scope, counting_receive, send_with_id)
         finally:
             elapsed = time.perf_counter() - started
             route = _route_of(scope)

@@ -62,6 +62,26 @@ class Settings(BaseSettings):
     # times that leaves room for a busy machine, and stops anything the caps missed.
     content_deadline_s: float = Field(default=30, gt=0)
 
+    # Transport limits and failure shapes: bounds applied before any work is done.
+    # A credential or a store registration is under 1 KiB; 64 KiB leaves room, floods stop.
+    max_json_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    # Request line plus headers; browsers send a few KiB, nginx's default buffers hold 32 KiB.
+    max_header_bytes: int = Field(default=64 * 1024, ge=4096)
+    # Time to send a request's head: clients need milliseconds, a slowloris needs minutes.
+    header_timeout_s: float = Field(default=20, gt=0)
+    # Longest silence while a body is read (Apache mod_reqtimeout's body timeout is 20 s).
+    body_idle_timeout_s: float = Field(default=20, gt=0)
+    # Slowest average body rate once the grace period is over (mod_reqtimeout's MinRate=500).
+    body_min_rate_bytes_s: int = Field(default=500, ge=0)
+    # Seconds of waiting for body bytes before the rate is judged: a slow start is fine.
+    body_rate_grace_s: float = Field(default=20, ge=0)
+    # Idle seconds of a kept-alive connection: uvicorn's default; proxies keep their own pools.
+    keep_alive_timeout_s: int = Field(default=5, ge=1)
+    # Open connections per worker; also kept below half the fd limit (see server.py).
+    max_connections: int = Field(default=1000, ge=1)
+    # Free space kept on the temp dir (and SQLite's dir): ten 50 MB files stage 0.5 GiB.
+    min_free_disk_bytes: int = Field(default=1024**3, ge=0)
+
     @field_validator("cors_origins", "upstream_allowed_base_urls", mode="before")
     @classmethod
     def _split_list(cls, value: object) -> object:

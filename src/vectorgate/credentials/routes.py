@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from fastapi import APIRouter
 from sqlalchemy import select
 
@@ -10,6 +12,7 @@ from vectorgate.credentials.schemas import CredentialCreate, CredentialList, Cre
 from vectorgate.credentials.service import create_credential, get_credential
 from vectorgate.deps import OrgCallerDep, PathId, ResourcesDep, SessionDep
 from vectorgate.errors import AppError, ErrorCode, OrgErrorBody, documented_errors
+from vectorgate.limits import json_body, json_request_body
 from vectorgate.security.encryption import Secret
 from vectorgate.vector_stores.models import VectorStore
 from vectorgate.vector_stores.schemas import Deleted
@@ -21,9 +24,12 @@ router = APIRouter(
 )
 
 
-@router.post("", status_code=201)
+@router.post("", status_code=201, openapi_extra=json_request_body(CredentialCreate))
 async def add_credential(
-    body: CredentialCreate, caller: OrgCallerDep, session: SessionDep, resources: ResourcesDep
+    caller: OrgCallerDep,
+    body: Annotated[CredentialCreate, json_body(CredentialCreate)],
+    session: SessionDep,
+    resources: ResourcesDep,
 ) -> CredentialOut:
     """Store an OpenAI API key, encrypted."""
     credential = await create_credential(

@@ -125,8 +125,13 @@ def _proc_status_kib(pid: int, field: str) -> int:
 
 
 @contextmanager
-def serve(env: Mapping[str, str], *, workers: int = 1, log_path: Path) -> Iterator[RunningService]:
-    """Start `vectorgate serve` on a free port; stop it (SIGTERM, then SIGKILL) on exit."""
+def serve(
+    env: Mapping[str, str], *, workers: int = 1, log_path: Path, ready_path: str = "/readyz"
+) -> Iterator[RunningService]:
+    """Start `vectorgate serve` on a free port; stop it (SIGTERM, then SIGKILL) on exit.
+
+    It counts as started when `ready_path` answers 200 (`/healthz` for a service that
+    is meant not to be ready)."""
     port = free_port()
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(
@@ -147,7 +152,7 @@ def serve(env: Mapping[str, str], *, workers: int = 1, log_path: Path) -> Iterat
         )
     service = RunningService(process, f"http://127.0.0.1:{port}", log_path)
     try:
-        _wait_until_ready(service)
+        _wait_until_ready(service, ready_path)
         yield service
     finally:
         stop(service)
@@ -163,13 +168,13 @@ def stop(service: RunningService, sig: int = signal.SIGTERM) -> None:
             service.process.wait(timeout=15)
 
 
-def _wait_until_ready(service: RunningService, timeout_s: float = 60) -> None:
+def _wait_until_ready(service: RunningService, ready_path: str, timeout_s: float = 60) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if service.process.poll() is not None:
             raise RuntimeError(f"vectorgate serve exited early:\n{service.log()}")
         try:
-            with urllib.request.urlopen(f"{service.base_url}/readyz", timeout=1) as response:
+            with urllib.request.urlopen(f"{service.base_url}{ready_path}", timeout=1) as response:
                 if response.status == 200:
                     return
         except (urllib.error.URLError, OSError):

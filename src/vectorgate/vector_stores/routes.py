@@ -13,6 +13,7 @@ from vectorgate.db import utcnow
 from vectorgate.deps import OrgCallerDep, PathId, ResourcesDep, SessionDep
 from vectorgate.errors import OrgErrorBody, documented_errors
 from vectorgate.ingest import content_checker, ingest, reject_oversized_body
+from vectorgate.limits import json_body, json_request_body
 from vectorgate.schemas import ID_PATTERN
 from vectorgate.uploads.base64_json import receive_base64_json
 from vectorgate.uploads.idempotency import HashingStream, idempotent
@@ -80,10 +81,13 @@ _BASE64_BODY: dict[str, Any] = {
     }
 }
 
+# Read after authentication, bounded (see vectorgate.limits).
+VectorStoreBody = Annotated[VectorStoreCreate, json_body(VectorStoreCreate)]
 
-@router.post("", status_code=201)
+
+@router.post("", status_code=201, openapi_extra=json_request_body(VectorStoreCreate))
 async def add_vector_store(
-    body: VectorStoreCreate, caller: OrgCallerDep, session: SessionDep, resources: ResourcesDep
+    body: VectorStoreBody, caller: OrgCallerDep, session: SessionDep, resources: ResourcesDep
 ) -> VectorStoreOut:
     """Create a vector store at OpenAI and register it, or register an existing one."""
     registration = await prepare_registration(
