@@ -67,3 +67,19 @@ def test_files_whose_deletes_failed_are_deleted_once_the_upstream_recovers(
     assert upload_two(client, tenant, store, 9).status_code == 200
     time.sleep(1)
     assert len(fake.files_for(tenant.openai_key)) == 2
+
+
+def test_an_upload_on_the_wire_when_its_request_fails_is_deleted_too(
+    client: httpx.Client, tenant: Tenant, fake: FakeOpenAI
+) -> None:
+    store = register_store(client, tenant, fake)
+    # The first file is stored upstream at once but its answer comes late; meanwhile the
+    # second file is refused, which abandons the request while the first is on the wire.
+    fake.inject("POST", "/files", answer_delay=1.5)
+    fake.inject("POST", "/files", status=400)
+    assert_error(upload_two(client, tenant, store, 0), 502, "UPSTREAM_ERROR")
+    deadline = time.monotonic() + 15
+    while fake.files_for(tenant.openai_key):
+        assert time.monotonic() < deadline, "the file on the wire was left upstream"
+        time.sleep(0.1)
+    assert len(fake.files_for(tenant.openai_key, include_deleted=True)) == 1

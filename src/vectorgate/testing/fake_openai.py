@@ -81,7 +81,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 __all__ = [
     "BatchMode",
@@ -368,6 +368,7 @@ class _Fault:
     drop: bool
     times: int
     body: Json | None
+    answer_delay: float = 0.0
 
     def response(self, dialect: Dialect) -> JSONResponse:
         assert self.status is not None
@@ -1086,6 +1087,17 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     ).response(dialect=_dialect(request))
 
 
+def _delayed_answer(send: Send, delay: float) -> Send:
+    """`send`, holding the response back for `delay` seconds once the work is done."""
+
+    async def delayed(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            await asyncio.sleep(delay)
+        await send(message)
+
+    return delayed
+
+
 class _FakeApp:
     """ASGI entry point: log the request, apply faults, authenticate, then route."""
 
@@ -1108,6 +1120,8 @@ class _FakeApp:
         fake._state.record(method, path, None if key is None else key_hint(key))
 
         fault = fake._state.take_fault(method, path)
+        if fault is not None and fault.answer_delay > 0:
+            send = _delayed_answer(send, fault.answer_delay)
         if fault is not None:
             if fault.delay > 0:
                 await asyncio.sleep(fault.delay)
@@ -1281,12 +1295,15 @@ class FakeOpenAI:
         drop: bool = False,
         times: int = 1,
         body: Json | None = None,
+        answer_delay: float = 0.0,
     ) -> None:
         """Add a fault rule; see the module docstring for how rules match and act.
 
         `method` may be "*" for any method. `path_pattern` is matched with `re.fullmatch`
         against the path without `/v1`. `times=-1` keeps the rule forever. `body`
-        replaces the default OpenAI-style error body of a `status` fault.
+        replaces the default OpenAI-style error body of a `status` fault. `answer_delay`
+        performs the request at once but holds its answer back that long (the upstream
+        has done the work; the client does not know yet).
         """
         if times == 0 or times < -1:
             raise ValueError("times must be positive or -1 (forever)")
@@ -1300,6 +1317,7 @@ class FakeOpenAI:
                 drop=drop,
                 times=times,
                 body=body,
+                answer_delay=answer_delay,
             )
         )
 

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import random
 from collections.abc import AsyncIterable
+from typing import BinaryIO
 
 import openai
 from openai.types import FileObject
@@ -19,6 +20,8 @@ log = logging.getLogger(__name__)
 _TRANSIENT = (openai.RateLimitError, openai.InternalServerError, openai.APIConnectionError)
 _MAX_BACKOFF_S = 8.0
 _MAX_RETRY_AFTER_S = 30.0
+# How long an abandoned request still waits for the answer of an upload on the wire.
+_SETTLE_S = 30.0
 
 
 async def upload_files(
@@ -44,7 +47,7 @@ async def upload_files(
     async def one(form: UpstreamForm) -> FileObject:
         async with gate:
             with upstream_errors(f"upload {form.filename}"):
-                file = await _upload_with_retries(once, form, max_retries, backoff_s)
+                file = await _upload_with_retries(once, form, uploaded, max_retries, backoff_s)
             await uploaded.add(file.id)
             return file
 
@@ -60,15 +63,17 @@ async def upload_files(
 
 
 async def _upload_with_retries(
-    client: openai.AsyncOpenAI, form: UpstreamForm, max_retries: int, backoff_s: float
+    client: openai.AsyncOpenAI,
+    form: UpstreamForm,
+    uploaded: UploadedFiles,
+    max_retries: int,
+    backoff_s: float,
 ) -> FileObject:
     attempt = 0
     while True:
         try:
             with form.path.open("rb") as body:
-                return await client.files.create(
-                    file=(form.filename, body, form.mime_type), purpose="assistants"
-                )
+                return await _create(client, form, body, uploaded)
         except _TRANSIENT as exc:
             if attempt >= max_retries:
                 raise
@@ -83,6 +88,33 @@ async def _upload_with_retries(
             )
         attempt += 1
         await asyncio.sleep(delay)
+
+
+async def _create(
+    client: openai.AsyncOpenAI, form: UpstreamForm, body: BinaryIO, uploaded: UploadedFiles
+) -> FileObject:
+    """One upload. If the request is abandoned while it is on the wire (another file
+    failed, the client went away), the upstream may already hold the file: its answer is
+    awaited a while longer so that the file is recorded, and deleted with the rest,
+    rather than left behind unknown."""
+    call = asyncio.ensure_future(
+        client.files.create(file=(form.filename, body, form.mime_type), purpose="assistants")
+    )
+    try:
+        return await asyncio.shield(call)
+    except asyncio.CancelledError:
+        done, _ = await asyncio.wait({call}, timeout=_SETTLE_S)
+        if call in done and not call.cancelled() and call.exception() is None:
+            await uploaded.add(call.result().id)
+        elif call not in done:
+            call.cancel()
+            log.warning(
+                "abandoned the upload of %s after %ss without an answer; if the upstream "
+                "kept it, it is not known here",
+                form.filename,
+                _SETTLE_S,
+            )
+        raise
 
 
 def _retry_delay(exc: Exception, attempt: int, backoff_s: float) -> float:
