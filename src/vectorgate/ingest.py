@@ -44,6 +44,9 @@ Receive = Callable[[Path, Reserve], AsyncIterator[StagedFile]]
 class Ingested:
     staged: list[StagedFile]
     files: list[FileObject]  # upstream, in the order of `staged`
+    # The names the files were sent upstream with: the client's, or a converted file's
+    # (`table.csv.txt`), whatever the upstream then made of them.
+    sent_names: list[str]
     batch: VectorStoreFileBatch
     # Rows the route keeps; saved in the request's last transaction, with the slots given
     # back and the journal settled (one SQLite write instead of three).
@@ -103,6 +106,7 @@ async def ingest(
     settings = resources.settings
     ensure_free_space(settings.resolved_temp_dir, settings.min_free_disk_bytes)  # else 507
     staged: list[StagedFile] = []
+    sent_names: list[str] = []
     async with (
         resources.staging.request_dir() as workdir,
         UploadSlots(
@@ -138,11 +142,13 @@ async def ingest(
                         await slots.take(1)
                         args = (file.path, file.filename, file.kind, workdir)
                         if not needs_conversion(file.kind):
-                            yield to_upstream_form(*args)  # the file itself: no work
+                            form = to_upstream_form(*args)  # the file itself: no work
                         else:
-                            yield await resources.content_work.run(
+                            form = await resources.content_work.run(
                                 organization_id, file.filename, to_upstream_form, *args
                             )
+                        sent_names.append(form.filename)
+                        yield form
             except ClientDisconnect:
                 raise bad_request("The client disconnected before the body was complete") from None
 
@@ -164,7 +170,7 @@ async def ingest(
                     backoff_s=settings.retry_backoff_s,
                 )
                 batch = await create_batch(client, vector_store_id, [f.id for f in files])
-            ingested = Ingested(staged, files, batch)
+            ingested = Ingested(staged, files, sent_names, batch)
             yield ingested
             await finish(ingested.to_save, uploaded.file_ids)
         except BaseException:

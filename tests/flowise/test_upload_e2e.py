@@ -30,6 +30,9 @@ from vectorgate.testing.service import run_cli
 
 pytestmark = pytest.mark.e2e
 
+# Every test that uses the fake runs against OpenAI's behaviour and Llama Stack's.
+UPSTREAM_DIALECTS = ("openai", "llama_stack")
+
 MiB = 1024 * 1024
 BATCH_TIMEOUT_S = int(DEFAULT_SETTINGS["batch_timeout_s"])
 ORG_UPLOAD_LIMIT = int(DEFAULT_SETTINGS["max_concurrent_uploads_per_org"])
@@ -71,6 +74,11 @@ def assert_flowise_error(response: httpx.Response, status: int, *fragments: str)
     for fragment in fragments:
         assert fragment in body["message"]
     return body
+
+
+def upstream_reason(fake: FakeOpenAI, openai_says: str) -> str:
+    """How a failed file's reason reads: OpenAI gives its `last_error`, Llama Stack none."""
+    return openai_says if fake.dialect == "openai" else "without a reason given"
 
 
 def assert_no_upstream_files(fake: FakeOpenAI, tenant: Tenant, vector_store: str) -> None:
@@ -422,7 +430,7 @@ def test_failed_batch_is_500_listing_each_file_and_leaves_no_orphans(
     fake.batch_mode = "fail"
     response = upload(client, tenant, vector_store, [pdf("one.pdf"), pdf("two.pdf")])
     body = assert_flowise_error(response, 500, "one.pdf", "two.pdf", "failed")
-    assert "server_error" in body["message"]
+    assert upstream_reason(fake, "server_error") in body["message"]
     assert_no_upstream_files(fake, tenant, vector_store)
 
 
@@ -432,7 +440,7 @@ def test_one_failed_file_is_500_naming_it_with_openais_error(
     fake.fail_files_named("bad.pdf", code="unsupported_file", message="cannot parse this PDF")
     response = upload(client, tenant, vector_store, [pdf("good.pdf"), pdf("bad.pdf")])
     body = assert_flowise_error(
-        response, 500, "bad.pdf", "unsupported_file", "cannot parse this PDF"
+        response, 500, "bad.pdf", upstream_reason(fake, "unsupported_file: cannot parse this PDF")
     )
     assert "good.pdf" not in body["message"]
     assert_no_upstream_files(fake, tenant, vector_store)

@@ -12,6 +12,9 @@ from vectorgate.testing.fake_openai import FakeOpenAI
 
 pytestmark = pytest.mark.e2e
 
+# Every test that uses the fake runs against OpenAI's behaviour and Llama Stack's.
+UPSTREAM_DIALECTS = ("openai", "llama_stack")
+
 SERVICE_SETTINGS = {"poll_interval_s": "5", "batch_timeout_s": "600"}
 
 

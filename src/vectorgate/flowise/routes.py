@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request
+from openai.types import FileObject
 
 from vectorgate.credentials.service import get_credential, reveal_key
 from vectorgate.deps import CallerDep, PathId, ResourcesDep
@@ -21,6 +22,24 @@ from vectorgate.uploads.staging import Reserve, StagedFile
 from vectorgate.upstream.batch import raise_for_failures, wait_for_batch
 from vectorgate.upstream.client import client_for, interactive
 from vectorgate.upstream.errors import upstream_errors
+
+
+def flowise_file(file: FileObject, filename: str) -> dict[str, object]:
+    """The upstream's file object as the Flowise answer shows it.
+
+    `filename` is the name the file was sent with (the client's, or a converted file's),
+    whatever the upstream did to it: Llama Stack rewrites non-ASCII names, and a `"` goes
+    over the wire percent-encoded. Fields an OpenAI-compatible upstream leaves out
+    (Llama Stack has no `status` on files) get OpenAI's values for an uploaded file.
+    """
+    body = file.to_dict()
+    body["filename"] = filename
+    body.setdefault("object", "file")
+    body.setdefault("purpose", "assistants")
+    body.setdefault("status", "processed")
+    body.setdefault("status_details", None)
+    return body
+
 
 router = APIRouter(
     tags=["flowise"],
@@ -103,7 +122,10 @@ async def upload_to_vector_store(
                 )
             names = {f.id: s.filename for f, s in zip(ingested.files, ingested.staged, strict=True)}
             await raise_for_failures(client, batch, names)
-        return [file.to_dict() for file in ingested.files]
+        return [
+            flowise_file(file, name)
+            for file, name in zip(ingested.files, ingested.sent_names, strict=True)
+        ]
 
     route = f"POST {request.url.path}?credential={credential}"
     return await idempotent(
