@@ -117,6 +117,21 @@ def test_three_files_come_back_in_order_with_names_intact(
     assert batches[0].status == "completed"
 
 
+def test_a_quote_in_a_filename_comes_back_as_the_client_sent_it(
+    client: httpx.Client, tenant: Tenant, vector_store: str, fake: FakeOpenAI
+) -> None:
+    part = Part('say "hi".txt', b"quoted\n", "text/plain", encoding="star")
+    response = upload(client, tenant, vector_store, [part])
+    assert response.status_code == 200, response.text
+    assert response.json()[0]["filename"] == 'say "hi".txt'
+    # Upstream it goes as a browser's form would send it (docs/DECISIONS.md), and Llama
+    # Stack keeps only its ASCII letters, digits and `._-`.
+    [stored] = fake.files_for(tenant.openai_key)
+    assert stored.filename == (
+        "say %22hi%22.txt" if fake.dialect == "openai" else "say__22hi_22.txt"
+    )
+
+
 def test_rfc5987_filename_is_preserved(
     client: httpx.Client, tenant: Tenant, vector_store: str
 ) -> None:
