@@ -100,6 +100,7 @@ async def ingest(
     written, with the same outcome when there is none left.
     """
     settings = resources.settings
+    convert_to_text = frozenset(settings.convert_to_text)
     staged: list[StagedFile] = []
     async with (
         resources.staging.request_dir() as workdir,
@@ -134,8 +135,8 @@ async def ingest(
                     async for file in receive(workdir, slots.cover):
                         staged.append(file)
                         await slots.take(1)
-                        args = (file.path, file.filename, file.kind, workdir)
-                        if not needs_conversion(file.kind):
+                        args = (file.path, file.filename, file.kind, workdir, convert_to_text)
+                        if not needs_conversion(file.kind, convert_to_text):
                             yield to_upstream_form(*args)  # the file itself: no work
                         else:
                             yield await resources.content_work.run(

@@ -20,7 +20,7 @@ from tests.uploads import workbooks
 from tests.uploads.zips import zip_directory_only
 from vectorgate.errors import AppError, ErrorCode
 from vectorgate.testing.samples import docx_bytes, xlsx_bytes
-from vectorgate.uploads import convert, filetypes, xlsx
+from vectorgate.uploads import convert, filetypes, ooxml, xlsx
 from vectorgate.uploads.convert import UpstreamForm, needs_conversion, to_upstream_form
 from vectorgate.uploads.filetypes import CSV, KINDS, XLSX, FileKind, check_content
 from vectorgate.uploads.work import ContentWork
@@ -223,14 +223,14 @@ def test_xlsx_that_unpacks_to_too_much_is_rejected_before_reading(
 ) -> None:
     content = xlsx_bytes({"S": [["x" * 100]] * 100})
     unpacked = sum(i.file_size for i in zipfile.ZipFile(io.BytesIO(content)).infolist())
-    monkeypatch.setattr(convert, "XLSX_MAX_UNPACKED_BYTES", unpacked - 1)
+    monkeypatch.setattr(convert, "MAX_UNPACKED_BYTES", unpacked - 1)
     path = upload(tmp_path, content)
     with pytest.raises(AppError) as info:
         to_upstream_form(path, "bomb.xlsx", XLSX, workdir)
     assert info.value.status == 413
     assert info.value.code is ErrorCode.FILE_TOO_LARGE
     assert info.value.message.startswith(f"bomb.xlsx: unpacks to {unpacked} bytes")
-    monkeypatch.setattr(convert, "XLSX_MAX_UNPACKED_BYTES", unpacked)
+    monkeypatch.setattr(convert, "MAX_UNPACKED_BYTES", unpacked)
     to_upstream_form(path, "bomb.xlsx", XLSX, workdir)
 
 
@@ -464,13 +464,13 @@ def test_sheet_listed_many_times_counts_its_xml_each_time(
         lambda xml: re.sub(rb"<sheet [^>]*/>", sheets, xml),
     )
     unpacked = sum(i.file_size for i in zipfile.ZipFile(io.BytesIO(content)).infolist())
-    monkeypatch.setattr(convert, "XLSX_MAX_UNPACKED_BYTES", unpacked + 10 * 4000)
+    monkeypatch.setattr(convert, "MAX_UNPACKED_BYTES", unpacked + 10 * 4000)
     error = rejected(tmp_path, workdir, content)
     assert error.message.startswith("hostile.xlsx: the workbook's XML is more than ")
 
 
 def test_xml_token_longer_than_allowed_is_refused(tmp_path: Path, workdir: Path) -> None:
-    huge = b'<row><c r="A1" s="' + b"1" * (2 * xlsx.MAX_XML_TOKEN_BYTES) + b'"/></row>'
+    huge = b'<row><c r="A1" s="' + b"1" * (2 * ooxml.MAX_XML_TOKEN_BYTES) + b'"/></row>'
     error = rejected(tmp_path, workdir, workbooks.workbook([huge]))
     assert "xl/worksheets/sheet1.xml holds an XML token over 1024 KB" in error.message
 
