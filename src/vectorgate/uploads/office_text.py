@@ -259,11 +259,12 @@ class _Document:
 
     def _end_paragraph(self, paragraph: _Text) -> None:
         self.text = None
-        text = paragraph.value()
+        text = paragraph.value().rstrip("\n")  # a break that ends a paragraph shows nothing
         if not text.strip():
             return
         if self.paragraphs:  # a text box's paragraph, read where the box is anchored
-            self.paragraphs[-1].add(f"\n{text}")
+            outer = self.paragraphs[-1]
+            outer.add(f"\n{text}\n" if outer.chars else f"{text}\n")
         elif self.cell is not None:
             self.row_chars += len(text)
             if self.row_chars > MAX_BLOCK_CHARS:
