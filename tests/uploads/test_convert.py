@@ -892,3 +892,40 @@ def test_convert_to_text_setting_takes_known_kinds_only(monkeypatch: pytest.Monk
     monkeypatch.setenv("VECTORGATE_CONVERT_TO_TEXT", "docx,pdf,xlsx")
     with pytest.raises(ValidationError, match="cannot convert pdf, xlsx to text"):
         Settings(_env_file=None)
+
+
+def test_presentation_elements_count_the_slide_list_too(
+    tmp_path: Path, workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(office_text, "MAX_ELEMENTS", 1000)
+    content = rewrite_member(
+        presentation({"s.xml": ""}, ["s.xml"]),
+        "ppt/presentation.xml",
+        lambda xml: xml.replace(b"</p:presentation>", b"<x/>" * 1000 + b"</p:presentation>"),
+    )
+    refused = hostile(tmp_path, workdir, content, PPTX)
+    assert refused.message == "hostile.pptx: the presentation has more than 1,000 XML elements"
+
+
+def test_deadline_stops_a_document_conversion_in_its_loop(tmp_path: Path, workdir: Path) -> None:
+    path = upload(tmp_path, document("<w:p/>" * 1_000_000))
+
+    async def convert_with_a_short_deadline() -> tuple[float, AppError]:
+        work = ContentWork(workers=1, per_organization=1, deadline_s=0.05)
+        await work.start()
+        started = time.perf_counter()
+        try:
+            with pytest.raises(AppError) as info:
+                await work.run(
+                    "org", "slow.docx", to_upstream_form, path, "slow.docx", DOCX, workdir, TO_TEXT
+                )
+            return time.perf_counter() - started, info.value
+        finally:
+            work.shutdown()
+
+    elapsed, error = asyncio.run(convert_with_a_short_deadline())
+    assert elapsed < 0.5  # the whole conversion takes ~1 s of CPU
+    assert error.status == 413
+    assert error.message == (
+        "slow.docx: checking and converting the file took longer than the 0.05 s allowed per file"
+    )

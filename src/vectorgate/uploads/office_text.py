@@ -327,6 +327,9 @@ class _Presentation:
         root: list[str] = []
 
         def start(name: str, attributes: dict[str, str]) -> None:
+            self.elements.count += 1
+            if self.elements.count > MAX_ELEMENTS:
+                raise self.elements.too_many()
             name = local(name)
             if not root:
                 root.append(name)
