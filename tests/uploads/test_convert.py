@@ -929,3 +929,26 @@ def test_deadline_stops_a_document_conversion_in_its_loop(tmp_path: Path, workdi
     assert error.message == (
         "slow.docx: checking and converting the file took longer than the 0.05 s allowed per file"
     )
+
+
+@pytest.mark.parametrize("kind", [DOCX, PPTX], ids=lambda kind: kind.name)
+def test_elements_nested_deeper_than_allowed_are_refused(
+    tmp_path: Path, workdir: Path, monkeypatch: pytest.MonkeyPatch, kind: FileKind
+) -> None:
+    monkeypatch.setattr(office_text, "MAX_DEPTH", 50)
+
+    def nested(levels: int) -> bytes:
+        if kind is DOCX:  # within the document and its body
+            return document("<w:p>" * levels + "</w:p>" * levels)
+        # within the slide, its tree, its shape and the shape's text
+        slide = "<a:p>" * levels + "</a:p>" * levels
+        return presentation({"s.xml": slide}, ["s.xml"])
+
+    root = 2 if kind is DOCX else 5
+    to_upstream_form(upload(tmp_path, nested(50 - root)), "x", kind, workdir, TO_TEXT)
+    refused = hostile(tmp_path, workdir, nested(51 - root), kind)
+    assert refused.status == 413
+    assert refused.message == (
+        f"hostile.{kind.name}: the {'document' if kind is DOCX else 'presentation'} "
+        "nests XML elements more than 50 deep"
+    )

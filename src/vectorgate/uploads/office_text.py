@@ -32,8 +32,12 @@ MAX_BLOCK_CHARS = 2_000_000
 
 # Every XML element costs a parser callback: this bounds the CPU of a package within
 # every other cap to ~2 s, as for workbooks (measured: 2M elements of empty paragraphs,
-# the costliest kind, in ~2.1 s). A 1,000-page document with heavy formatting has ~500k.
+# the costliest kind, in ~2.5 s). A 1,000-page document with heavy formatting has ~500k.
 MAX_ELEMENTS = 2_000_000
+
+# expat keeps every open element: 2M nested ones took 255 MiB. Real documents nest a few
+# dozen deep (tables in tables, text boxes); the same bound as for JSON uploads.
+MAX_DEPTH = 1_000
 
 # Slides listed in a presentation are kept in memory; PowerPoint decks have hundreds.
 MAX_SLIDES = 10_000
@@ -126,15 +130,21 @@ def _too_long(reader: PackageReader, what: str) -> Exception:
 
 
 class _Elements:
-    """The package's element count, against MAX_ELEMENTS."""
+    """The package's element count, against MAX_ELEMENTS, and the open ones, MAX_DEPTH."""
 
-    __slots__ = ("count", "reader")
+    __slots__ = ("count", "depth", "reader")
 
     def __init__(self, reader: PackageReader) -> None:
         self.reader = reader
         self.count = 0
+        self.depth = 0
 
     def too_many(self) -> Exception:
+        if self.depth > MAX_DEPTH:
+            return self.reader.over(
+                f"the {self.reader.what} nests XML elements more than {MAX_DEPTH:,} deep",
+                max_depth=MAX_DEPTH,
+            )
         return self.reader.over(
             f"the {self.reader.what} has more than {MAX_ELEMENTS:,} XML elements",
             max_elements=MAX_ELEMENTS,
@@ -171,7 +181,8 @@ class _Document:
     def start(self, name: str, attributes: dict[str, str]) -> None:
         elements = self.elements
         elements.count += 1
-        if elements.count > MAX_ELEMENTS:
+        elements.depth += 1
+        if elements.count > MAX_ELEMENTS or elements.depth > MAX_DEPTH:
             raise elements.too_many()
         if ":" in name:
             name = name.rpartition(":")[2]
@@ -218,6 +229,7 @@ class _Document:
             self.fallback = 1
 
     def end(self, name: str) -> None:
+        self.elements.depth -= 1
         if ":" in name:
             name = name.rpartition(":")[2]
         if self.fallback:
@@ -328,7 +340,8 @@ class _Presentation:
 
         def start(name: str, attributes: dict[str, str]) -> None:
             self.elements.count += 1
-            if self.elements.count > MAX_ELEMENTS:
+            self.elements.depth += 1
+            if self.elements.count > MAX_ELEMENTS or self.elements.depth > MAX_DEPTH:
                 raise self.elements.too_many()
             name = local(name)
             if not root:
@@ -351,13 +364,17 @@ class _Presentation:
                     raise PresentationError("a slide without a relationship id")
                 slides.append(relationship_id)
 
-        self.reader.parse(part, Handlers(start))
+        def end(_: str) -> None:
+            self.elements.depth -= 1
+
+        self.reader.parse(part, Handlers(start, end))
         return slides
 
     def start(self, name: str, _: dict[str, str]) -> None:
         elements = self.elements
         elements.count += 1
-        if elements.count > MAX_ELEMENTS:
+        elements.depth += 1
+        if elements.count > MAX_ELEMENTS or elements.depth > MAX_DEPTH:
             raise elements.too_many()
         if ":" in name:
             name = name.rpartition(":")[2]
@@ -378,6 +395,7 @@ class _Presentation:
             self.fallback = 1
 
     def end(self, name: str) -> None:
+        self.elements.depth -= 1
         if ":" in name:
             name = name.rpartition(":")[2]
         if self.fallback:
