@@ -24,6 +24,7 @@ import posixpath
 import zipfile
 from typing import BinaryIO
 
+from vectorgate.uploads import ooxml
 from vectorgate.uploads.ooxml import Handlers, PackageError, PackageReader, local, rels_path
 
 # A paragraph, a table row or a slide's line is held in memory until it ends; the same
@@ -34,10 +35,6 @@ MAX_BLOCK_CHARS = 2_000_000
 # every other cap to ~2 s, as for workbooks (measured: 2M elements of empty paragraphs,
 # the costliest kind, in ~2.5 s). A 1,000-page document with heavy formatting has ~500k.
 MAX_ELEMENTS = 2_000_000
-
-# expat keeps every open element: 2M nested ones took 255 MiB. Real documents nest a few
-# dozen deep (tables in tables, text boxes); the same bound as for JSON uploads.
-MAX_DEPTH = 1_000
 
 # Slides listed in a presentation are kept in memory; PowerPoint decks have hundreds.
 MAX_SLIDES = 10_000
@@ -132,19 +129,17 @@ def _too_long(reader: PackageReader, what: str) -> Exception:
 class _Elements:
     """The package's element count, against MAX_ELEMENTS, and the open ones, MAX_DEPTH."""
 
-    __slots__ = ("count", "depth", "reader")
+    __slots__ = ("count", "depth", "max_depth", "reader")
 
     def __init__(self, reader: PackageReader) -> None:
         self.reader = reader
         self.count = 0
         self.depth = 0
+        self.max_depth = ooxml.MAX_DEPTH
 
     def too_many(self) -> Exception:
-        if self.depth > MAX_DEPTH:
-            return self.reader.over(
-                f"the {self.reader.what} nests XML elements more than {MAX_DEPTH:,} deep",
-                max_depth=MAX_DEPTH,
-            )
+        if self.depth > self.max_depth:
+            return self.reader.too_deep()
         return self.reader.over(
             f"the {self.reader.what} has more than {MAX_ELEMENTS:,} XML elements",
             max_elements=MAX_ELEMENTS,
@@ -173,7 +168,7 @@ class _Document:
     def write(self) -> None:
         self.reader.parse(
             self.reader.main_part("word/document.xml"),
-            Handlers(self.start, self.end, self.collect),
+            Handlers(self.start, self.end, self.collect, counts_depth=True),
         )
         if not self.blocks:
             self.reader.emit("_(empty document)_\n")
@@ -182,7 +177,7 @@ class _Document:
         elements = self.elements
         elements.count += 1
         elements.depth += 1
-        if elements.count > MAX_ELEMENTS or elements.depth > MAX_DEPTH:
+        if elements.count > MAX_ELEMENTS or elements.depth > elements.max_depth:
             raise elements.too_many()
         if ":" in name:
             name = name.rpartition(":")[2]
@@ -329,7 +324,7 @@ class _Presentation:
                 reader.emit("\n")
             reader.emit(f"## Slide {number}\n\n")
             if part in reader.names:  # a missing slide is an empty one
-                reader.parse(part, Handlers(self.start, self.end, self.collect))
+                reader.parse(part, Handlers(self.start, self.end, self.collect, counts_depth=True))
         if not reader.output_bytes:
             reader.emit("_(empty presentation)_\n")
 
@@ -341,7 +336,7 @@ class _Presentation:
         def start(name: str, attributes: dict[str, str]) -> None:
             self.elements.count += 1
             self.elements.depth += 1
-            if self.elements.count > MAX_ELEMENTS or self.elements.depth > MAX_DEPTH:
+            if self.elements.count > MAX_ELEMENTS or self.elements.depth > self.elements.max_depth:
                 raise self.elements.too_many()
             name = local(name)
             if not root:
@@ -367,14 +362,14 @@ class _Presentation:
         def end(_: str) -> None:
             self.elements.depth -= 1
 
-        self.reader.parse(part, Handlers(start, end))
+        self.reader.parse(part, Handlers(start, end, counts_depth=True))
         return slides
 
     def start(self, name: str, _: dict[str, str]) -> None:
         elements = self.elements
         elements.count += 1
         elements.depth += 1
-        if elements.count > MAX_ELEMENTS or elements.depth > MAX_DEPTH:
+        if elements.count > MAX_ELEMENTS or elements.depth > elements.max_depth:
             raise elements.too_many()
         if ":" in name:
             name = name.rpartition(":")[2]

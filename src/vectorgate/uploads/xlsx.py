@@ -29,6 +29,7 @@ from openpyxl.styles.numbers import (
 from openpyxl.utils.datetime import CALENDAR_MAC_1904, WINDOWS_EPOCH, from_excel, from_ISO8601
 
 from vectorgate.errors import AppError
+from vectorgate.uploads import ooxml
 from vectorgate.uploads.ooxml import (
     Handlers,
     PackageError,
@@ -299,8 +300,8 @@ class _Sheet:
     """One worksheet's rows, written as a Markdown table as they are parsed."""
 
     __slots__ = (
-        "budget", "cell_style", "cell_type", "column", "date_styles", "epoch", "in_cell",
-        "in_row", "inline", "number", "phonetic", "row", "row_chars", "strings",
+        "budget", "cell_style", "cell_type", "column", "date_styles", "depth", "epoch", "in_cell",
+        "in_row", "inline", "max_depth", "number", "phonetic", "row", "row_chars", "strings",
         "timedelta_styles", "value", "value_chars", "width", "workbook",
     )  # fmt: skip
 
@@ -319,6 +320,8 @@ class _Sheet:
         self.timedelta_styles = timedelta_styles
         self.epoch = epoch
         self.width = 0  # the header's; 0 until the first non-blank row
+        self.depth = 0  # open elements, against MAX_DEPTH (counted here: the hot path)
+        self.max_depth = ooxml.MAX_DEPTH
         self.row: dict[int, str] = {}  # column -> text, non-empty cells only
         self.row_chars = 0
         self.column = 0
@@ -334,9 +337,12 @@ class _Sheet:
         self.phonetic = 0
 
     def handlers(self) -> Handlers:
-        return Handlers(self.start, self.end, self.text)
+        return Handlers(self.start, self.end, self.text, counts_depth=True)
 
     def start(self, name: str, attributes: dict[str, str]) -> None:
+        self.depth += 1
+        if self.depth > self.max_depth:
+            raise self.workbook.reader.too_deep()
         if ":" in name:
             name = name.rpartition(":")[2]
         if name == "c":
@@ -367,6 +373,7 @@ class _Sheet:
             self.column = 0
 
     def end(self, name: str) -> None:
+        self.depth -= 1
         if ":" in name:
             name = name.rpartition(":")[2]
         if name == "c":
