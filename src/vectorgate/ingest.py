@@ -105,6 +105,7 @@ async def ingest(
     """
     settings = resources.settings
     ensure_free_space(settings.resolved_temp_dir, settings.min_free_disk_bytes)  # else 507
+    convert_to_text = frozenset(settings.convert_to_text)
     staged: list[StagedFile] = []
     sent_names: list[str] = []
     async with (
@@ -140,8 +141,8 @@ async def ingest(
                     async for file in receive(workdir, slots.cover):
                         staged.append(file)
                         await slots.take(1)
-                        args = (file.path, file.filename, file.kind, workdir)
-                        if not needs_conversion(file.kind):
+                        args = (file.path, file.filename, file.kind, workdir, convert_to_text)
+                        if not needs_conversion(file.kind, convert_to_text):
                             form = to_upstream_form(*args)  # the file itself: no work
                         else:
                             form = await resources.content_work.run(

@@ -11,6 +11,9 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_OPENAI_BASE_URL = "https://api.openai.com/v1"
 
+# The kinds VECTORGATE_CONVERT_TO_TEXT may name (the upload kinds' names).
+CONVERTIBLE_TO_TEXT = ("docx", "pptx", "json")
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="VECTORGATE_", env_file=".env", extra="ignore")
@@ -37,6 +40,9 @@ class Settings(BaseSettings):
     upload_slot_lease_s: float = Field(default=120, gt=0)
     poll_interval_s: float = Field(default=1.0, gt=0)
     poller_lease_s: float = Field(default=30, gt=0)
+    # Upstreams other than OpenAI (SPEC 12): kinds sent as Markdown/text ("docx", "pptx",
+    # "json"). Empty by default: OpenAI parses all three, and their originals index best.
+    convert_to_text: Annotated[list[str], NoDecode] = []
     # First retry of an upstream delete that failed (doubling, at most 10 minutes apart).
     compensation_backoff_s: float = Field(default=5, gt=0)
     # Lease of a running request's Idempotency-Key, renewed while it runs: a retry after
@@ -82,12 +88,24 @@ class Settings(BaseSettings):
     # Free space kept on the temp dir (and SQLite's dir): ten 50 MB files stage 0.5 GiB.
     min_free_disk_bytes: int = Field(default=1024**3, ge=0)
 
-    @field_validator("cors_origins", "upstream_allowed_base_urls", mode="before")
+    @field_validator("cors_origins", "upstream_allowed_base_urls", "convert_to_text", mode="before")
     @classmethod
     def _split_list(cls, value: object) -> object:
         if isinstance(value, str):
             return [item.strip() for item in value.split(",") if item.strip()]
         return value
+
+    @field_validator("convert_to_text")
+    @classmethod
+    def _known_kinds(cls, value: list[str]) -> list[str]:
+        kinds = [kind.lower() for kind in value]
+        unknown = [kind for kind in kinds if kind not in CONVERTIBLE_TO_TEXT]
+        if unknown:
+            raise ValueError(
+                f"cannot convert {', '.join(unknown)} to text; "
+                f"choose from {', '.join(CONVERTIBLE_TO_TEXT)}"
+            )
+        return kinds
 
     @property
     def resolved_database_url(self) -> str:

@@ -15,14 +15,25 @@ import pytest
 from openpyxl import Workbook, load_workbook
 from openpyxl.cell.rich_text import CellRichText, TextBlock
 from openpyxl.cell.text import InlineFont
+from pydantic import ValidationError
 
 from tests.uploads import workbooks
 from tests.uploads.zips import zip_directory_only
 from vectorgate.errors import AppError, ErrorCode
-from vectorgate.testing.samples import docx_bytes, xlsx_bytes
-from vectorgate.uploads import convert, filetypes, xlsx
+from vectorgate.settings import Settings
+from vectorgate.testing.samples import docx_bytes, pptx_bytes, xlsx_bytes
+from vectorgate.uploads import convert, filetypes, office_text, ooxml, xlsx
 from vectorgate.uploads.convert import UpstreamForm, needs_conversion, to_upstream_form
-from vectorgate.uploads.filetypes import CSV, KINDS, XLSX, FileKind, check_content
+from vectorgate.uploads.filetypes import (
+    CSV,
+    DOCX,
+    JSON,
+    KINDS,
+    PPTX,
+    XLSX,
+    FileKind,
+    check_content,
+)
 from vectorgate.uploads.work import ContentWork
 
 
@@ -223,14 +234,14 @@ def test_xlsx_that_unpacks_to_too_much_is_rejected_before_reading(
 ) -> None:
     content = xlsx_bytes({"S": [["x" * 100]] * 100})
     unpacked = sum(i.file_size for i in zipfile.ZipFile(io.BytesIO(content)).infolist())
-    monkeypatch.setattr(convert, "XLSX_MAX_UNPACKED_BYTES", unpacked - 1)
+    monkeypatch.setattr(convert, "MAX_UNPACKED_BYTES", unpacked - 1)
     path = upload(tmp_path, content)
     with pytest.raises(AppError) as info:
         to_upstream_form(path, "bomb.xlsx", XLSX, workdir)
     assert info.value.status == 413
     assert info.value.code is ErrorCode.FILE_TOO_LARGE
     assert info.value.message.startswith(f"bomb.xlsx: unpacks to {unpacked} bytes")
-    monkeypatch.setattr(convert, "XLSX_MAX_UNPACKED_BYTES", unpacked)
+    monkeypatch.setattr(convert, "MAX_UNPACKED_BYTES", unpacked)
     to_upstream_form(path, "bomb.xlsx", XLSX, workdir)
 
 
@@ -464,13 +475,13 @@ def test_sheet_listed_many_times_counts_its_xml_each_time(
         lambda xml: re.sub(rb"<sheet [^>]*/>", sheets, xml),
     )
     unpacked = sum(i.file_size for i in zipfile.ZipFile(io.BytesIO(content)).infolist())
-    monkeypatch.setattr(convert, "XLSX_MAX_UNPACKED_BYTES", unpacked + 10 * 4000)
+    monkeypatch.setattr(convert, "MAX_UNPACKED_BYTES", unpacked + 10 * 4000)
     error = rejected(tmp_path, workdir, content)
     assert error.message.startswith("hostile.xlsx: the workbook's XML is more than ")
 
 
 def test_xml_token_longer_than_allowed_is_refused(tmp_path: Path, workdir: Path) -> None:
-    huge = b'<row><c r="A1" s="' + b"1" * (2 * xlsx.MAX_XML_TOKEN_BYTES) + b'"/></row>'
+    huge = b'<row><c r="A1" s="' + b"1" * (2 * ooxml.MAX_XML_TOKEN_BYTES) + b'"/></row>'
     error = rejected(tmp_path, workdir, workbooks.workbook([huge]))
     assert "xl/worksheets/sheet1.xml holds an XML token over 1024 KB" in error.message
 
@@ -515,3 +526,445 @@ def test_deadline_stops_a_conversion_in_its_loop(tmp_path: Path, workdir: Path) 
     assert error.message == (
         "slow.xlsx: checking and converting the file took longer than the 0.05 s allowed per file"
     )
+
+
+# --- DOCX, PPTX and JSON as text (VECTORGATE_CONVERT_TO_TEXT) -------------------------------
+
+TO_TEXT = frozenset({"docx", "pptx", "json"})
+
+_W = 'xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2006/main"'
+_MC = 'xmlns:mc="http://schemas.openxmlformats.org/markup-compatibility/2006"'
+_P = 'xmlns:p="http://schemas.openxmlformats.org/presentationml/2006/main"'
+_A = 'xmlns:a="http://schemas.openxmlformats.org/drawingml/2006/main"'
+_R = 'xmlns:r="http://schemas.openxmlformats.org/officeDocument/2006/relationships"'
+_REL = "http://schemas.openxmlformats.org/officeDocument/2006/relationships"
+
+
+def office_package(parts: dict[str, str | bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as package:
+        package.writestr("[Content_Types].xml", "<Types/>")
+        for name, content in parts.items():
+            package.writestr(name, content)
+    return buffer.getvalue()
+
+
+def document(body: str, *, prolog: str = "") -> bytes:
+    """A Word document whose body is `body` (WordprocessingML, `w:` and `mc:` prefixes)."""
+    return office_package(
+        {
+            "_rels/.rels": (
+                f'<Relationships><Relationship Id="rId1" Type="{_REL}/officeDocument" '
+                'Target="word/document.xml"/></Relationships>'
+            ),
+            "word/document.xml": (
+                f"{prolog}<w:document {_W} {_MC}><w:body>{body}</w:body></w:document>"
+            ),
+        }
+    )
+
+
+def paragraph(*runs: str, style: str | None = None) -> str:
+    properties = f'<w:pPr><w:pStyle w:val="{style}"/></w:pPr>' if style else ""
+    return f"<w:p>{properties}{''.join(f'<w:r>{run}</w:r>' for run in runs)}</w:p>"
+
+
+def text(value: str) -> str:
+    return f'<w:t xml:space="preserve">{value}</w:t>'
+
+
+def table(*rows: list[str]) -> str:
+    return (
+        "<w:tbl>"
+        + "".join(
+            "<w:tr>" + "".join(f"<w:tc>{cell}</w:tc>" for cell in row) + "</w:tr>" for row in rows
+        )
+        + "</w:tbl>"
+    )
+
+
+def presentation(slides: dict[str, str], order: list[str], *, prolog: str = "") -> bytes:
+    """A presentation of `slides` (part name -> slide body), listed in `order`."""
+    relationships = "".join(
+        f'<Relationship Id="rId{n}" Type="{_REL}/slide" Target="slides/{name}"/>'
+        for n, name in enumerate(slides, 2)
+    )
+    ids = {name: f"rId{n}" for n, name in enumerate(slides, 2)}
+    listed = "".join(
+        f'<p:sldId id="{256 + n}" r:id="{ids[name]}"/>' for n, name in enumerate(order)
+    )
+    parts: dict[str, str | bytes] = {
+        "_rels/.rels": (
+            f'<Relationships><Relationship Id="rId1" Type="{_REL}/officeDocument" '
+            'Target="ppt/presentation.xml"/></Relationships>'
+        ),
+        "ppt/presentation.xml": (
+            f"<p:presentation {_P} {_R}><p:sldIdLst>{listed}</p:sldIdLst></p:presentation>"
+        ),
+        "ppt/_rels/presentation.xml.rels": f"<Relationships>{relationships}</Relationships>",
+    }
+    for name, body in slides.items():
+        parts[f"ppt/slides/{name}"] = (
+            f"{prolog}<p:sld {_P} {_A}><p:cSld><p:spTree><p:sp><p:txBody>{body}"
+            "</p:txBody></p:sp></p:spTree></p:cSld></p:sld>"
+        )
+    return office_package(parts)
+
+
+def slide_paragraph(*runs: str) -> str:
+    return "<a:p>" + "".join(f"<a:r><a:t>{run}</a:t></a:r>" for run in runs) + "</a:p>"
+
+
+DOCUMENT_BODY = "".join(
+    [
+        paragraph(text("Quarterly report"), style="Title"),
+        paragraph(text("Scope"), style="Heading2"),
+        paragraph(text("Level six"), style="Heading6"),
+        # Tab stops in the paragraph's properties are not tabs in its text.
+        '<w:p><w:pPr><w:tabs><w:tab w:val="left" w:pos="720"/></w:tabs></w:pPr>'
+        "<w:r><w:t>name</w:t><w:tab/><w:t>value</w:t><w:br/><w:t>second line</w:t></w:r></w:p>",
+        "<w:p/>",  # empty paragraphs write nothing
+        paragraph(text("   ")),
+        table(
+            [paragraph(text("Name")), paragraph(text("Note"))],
+            [paragraph(text("Ann")) + paragraph(text("Lee")), paragraph(text("a|b"))],
+            [paragraph(text("solo"))],
+        ),
+        paragraph(text("Not a heading"), style="Heading7"),
+        paragraph(text("runs "), text("join")),
+    ]
+)
+
+DOCUMENT_MARKDOWN = """\
+# Quarterly report
+
+## Scope
+
+###### Level six
+
+name\tvalue
+second line
+
+| Name | Note |
+| --- | --- |
+| Ann<br>Lee | a\\|b |
+| solo |  |
+
+Not a heading
+
+runs join
+"""
+
+
+def test_docx_becomes_markdown_with_headings_tables_tabs_and_breaks(
+    tmp_path: Path, workdir: Path
+) -> None:
+    path = upload(tmp_path, document(DOCUMENT_BODY))
+    form = to_upstream_form(path, "report.docx", DOCX, workdir, TO_TEXT)
+    assert form.path.parent == workdir
+    assert form.filename == "report.docx.md"
+    assert form.mime_type == "text/markdown"
+    assert form.path.read_text(encoding="utf-8") == DOCUMENT_MARKDOWN
+
+
+def test_docx_reads_text_boxes_once_and_tables_inside_cells_as_text(
+    tmp_path: Path, workdir: Path
+) -> None:
+    boxed = paragraph(text("inside the box"))
+    body = (
+        "<w:p><w:r><w:t>before</w:t></w:r><w:r><mc:AlternateContent>"
+        f"<mc:Choice Requires='wps'><w:drawing><w:txbxContent>{boxed}</w:txbxContent>"
+        f"</w:drawing></mc:Choice><mc:Fallback><w:pict><w:txbxContent>{boxed}</w:txbxContent>"
+        "</w:pict></mc:Fallback></mc:AlternateContent></w:r><w:r><w:t>after</w:t></w:r></w:p>"
+        + table(
+            [paragraph(text("outer")), table([paragraph(text("in")), paragraph(text("ner"))])],
+        )
+        + paragraph(
+            text("old style history"),
+            style="Heading1",
+        ).replace(
+            "</w:pPr>",
+            '<w:pPrChange><w:pPr><w:pStyle w:val="Normal"/></w:pPr></w:pPrChange></w:pPr>',
+        )
+    )
+    form = to_upstream_form(upload(tmp_path, document(body)), "x.docx", DOCX, workdir, TO_TEXT)
+    assert form.path.read_text() == (
+        "before\ninside the box\nafter\n\n| outer | in<br>ner |\n| --- | --- |\n\n"
+        "# old style history\n"
+    )
+
+
+def test_docx_without_text_says_so(tmp_path: Path, workdir: Path) -> None:
+    form = to_upstream_form(upload(tmp_path, docx_bytes("")), "x.docx", DOCX, workdir, TO_TEXT)
+    assert form.path.read_text() == "_(empty document)_\n"
+    form = to_upstream_form(upload(tmp_path, docx_bytes("plain")), "x.docx", DOCX, workdir, TO_TEXT)
+    assert form.path.read_text() == "plain\n"
+
+
+def test_pptx_slides_follow_the_presentation_order_not_file_names(
+    tmp_path: Path, workdir: Path
+) -> None:
+    content = presentation(
+        {
+            "slide1.xml": slide_paragraph("Hello", " world")
+            + "<a:p/>"
+            + "<a:p><a:r><a:t>Line</a:t></a:r><a:br/><a:r><a:t>two</a:t></a:r></a:p>",
+            "slide2.xml": slide_paragraph("Listed first"),
+            "slide3.xml": "",
+        },
+        order=["slide2.xml", "slide1.xml", "slide3.xml"],
+    )
+    form = to_upstream_form(upload(tmp_path, content), "deck.pptx", PPTX, workdir, TO_TEXT)
+    assert form.path.parent == workdir
+    assert form.filename == "deck.pptx.md"
+    assert form.mime_type == "text/markdown"
+    assert form.path.read_text(encoding="utf-8") == (
+        "## Slide 1\n\nListed first\n\n## Slide 2\n\nHello world\nLine\ntwo\n\n## Slide 3\n\n"
+    )
+
+
+def test_pptx_skips_fallback_content_and_reads_unicode(tmp_path: Path, workdir: Path) -> None:
+    body = (
+        "<mc:AlternateContent><mc:Choice>"
+        + slide_paragraph("Grüße 😀")
+        + "</mc:Choice><mc:Fallback>"
+        + slide_paragraph("Grüße 😀")
+        + "</mc:Fallback></mc:AlternateContent>"
+    )
+    content = presentation({"slide1.xml": body}, order=["slide1.xml"])
+    form = to_upstream_form(upload(tmp_path, content), "x.pptx", PPTX, workdir, TO_TEXT)
+    assert form.path.read_bytes() == "## Slide 1\n\nGrüße 😀\n".encode()
+
+
+def test_presentation_without_slides_says_so(tmp_path: Path, workdir: Path) -> None:
+    form = to_upstream_form(upload(tmp_path, pptx_bytes()), "x.pptx", PPTX, workdir, TO_TEXT)
+    assert form.path.read_text() == "_(empty presentation)_\n"
+
+
+def test_json_goes_up_as_the_same_file_named_as_text(tmp_path: Path, workdir: Path) -> None:
+    path = upload(tmp_path, b'{"a": [1, 2]}')
+    assert to_upstream_form(path, "data.json", JSON, workdir, TO_TEXT) == UpstreamForm(
+        path, "data.json.txt", "text/plain"
+    )
+    assert list(workdir.iterdir()) == []
+    assert not needs_conversion(JSON, TO_TEXT)  # no work: the request skips the worker
+
+
+@pytest.mark.parametrize("kind", [DOCX, PPTX, JSON], ids=lambda kind: kind.name)
+def test_without_the_setting_docx_pptx_and_json_go_up_unchanged(
+    tmp_path: Path, workdir: Path, kind: FileKind
+) -> None:
+    path = upload(tmp_path, b"content")
+    others = TO_TEXT - {kind.name}
+    assert to_upstream_form(path, "name.ext", kind, workdir, others) == UpstreamForm(
+        path, "name.ext", kind.mime_type
+    )
+    assert not needs_conversion(kind, others)
+
+
+def test_docx_and_pptx_need_conversion_when_configured() -> None:
+    assert needs_conversion(DOCX, TO_TEXT)
+    assert needs_conversion(PPTX, TO_TEXT)
+    assert not needs_conversion(DOCX)
+
+
+def hostile(tmp_path: Path, workdir: Path, content: bytes, kind: FileKind) -> AppError:
+    name = f"hostile.{kind.name}"
+    with pytest.raises(AppError) as info:
+        to_upstream_form(upload(tmp_path, content), name, kind, workdir, TO_TEXT)
+    assert info.value.details["filename"] == name
+    return info.value
+
+
+DOCTYPE = '<!DOCTYPE x [<!ENTITY e "boom">]>'
+
+
+@pytest.mark.parametrize(
+    ("kind", "content", "what", "error"),
+    [
+        (DOCX, document(paragraph(text("&e;")), prolog=DOCTYPE), "document", "DocumentError"),
+        (
+            PPTX,
+            presentation({"s.xml": slide_paragraph("&e;")}, ["s.xml"], prolog=DOCTYPE),
+            "presentation",
+            "PresentationError",
+        ),
+    ],
+    ids=["docx", "pptx"],
+)
+def test_doctype_in_a_document_or_slide_is_refused(
+    tmp_path: Path, workdir: Path, kind: FileKind, content: bytes, what: str, error: str
+) -> None:
+    refused = hostile(tmp_path, workdir, content, kind)
+    assert refused.status == 415
+    assert refused.code is ErrorCode.UNSUPPORTED_FILE_TYPE
+    assert refused.message == f"hostile.{kind.name}: the {what} cannot be read ({error})"
+    assert refused.details["mime_type"] == kind.mime_type
+
+
+@pytest.mark.parametrize("kind", [DOCX, PPTX], ids=lambda kind: kind.name)
+def test_content_that_is_not_a_package_is_refused(
+    tmp_path: Path, workdir: Path, kind: FileKind
+) -> None:
+    refused = hostile(tmp_path, workdir, b"PK\x03\x04 but no ZIP after all", kind)
+    assert refused.status == 415
+    assert refused.message.endswith("cannot be read (BadZipFile)")
+
+
+def test_presentation_whose_main_part_is_not_one_is_refused(tmp_path: Path, workdir: Path) -> None:
+    content = rewrite_member(
+        presentation({"s.xml": ""}, ["s.xml"]), "ppt/presentation.xml", lambda _: b"<w:document/>"
+    )
+    refused = hostile(tmp_path, workdir, content, PPTX)
+    assert refused.status == 415
+    assert refused.message == "hostile.pptx: the presentation cannot be read (PresentationError)"
+
+
+@pytest.mark.parametrize(
+    ("kind", "content", "converted"),
+    [
+        (DOCX, document(DOCUMENT_BODY), DOCUMENT_MARKDOWN),
+        (PPTX, presentation({"s.xml": slide_paragraph("x")}, ["s.xml"]), "## Slide 1\n\nx\n"),
+    ],
+    ids=["docx", "pptx"],
+)
+def test_conversion_past_the_output_cap_is_413(
+    tmp_path: Path,
+    workdir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    kind: FileKind,
+    content: bytes,
+    converted: str,
+) -> None:
+    monkeypatch.setattr(convert, "MAX_CONVERTED_BYTES", len(converted.encode()) - 1)
+    refused = hostile(tmp_path, workdir, content, kind)
+    assert refused.status == 413
+    assert refused.code is ErrorCode.FILE_TOO_LARGE
+    assert refused.message.startswith(f"hostile.{kind.name}: converts to more than ")
+    monkeypatch.setattr(convert, "MAX_CONVERTED_BYTES", len(converted.encode()))
+    form = to_upstream_form(upload(tmp_path, content), "x", kind, workdir, TO_TEXT)
+    assert form.path.read_text() == converted
+
+
+def test_document_with_more_elements_than_allowed_is_refused(
+    tmp_path: Path, workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(office_text, "MAX_ELEMENTS", 1000)
+    # The document, its body and 998 elements; then one more.
+    to_upstream_form(upload(tmp_path, document("<w:p/>" * 998)), "x", DOCX, workdir, TO_TEXT)
+    refused = hostile(tmp_path, workdir, document("<w:p/>" * 999), DOCX)
+    assert refused.status == 413
+    assert refused.message == "hostile.docx: the document has more than 1,000 XML elements"
+
+
+def test_paragraph_or_row_holding_more_text_than_allowed_is_refused(
+    tmp_path: Path, workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(office_text, "MAX_BLOCK_CHARS", 100)
+    to_upstream_form(
+        upload(tmp_path, document(paragraph(*[text("x" * 10)] * 10))), "x", DOCX, workdir, TO_TEXT
+    )
+    refused = hostile(
+        tmp_path, workdir, document(paragraph(*[text("x" * 10)] * 10, text("y"))), DOCX
+    )
+    assert refused.message == "hostile.docx: a paragraph holds more than 100 characters of text"
+    cells = [paragraph(text("x" * 60))] * 2
+    refused = hostile(tmp_path, workdir, document(table(cells)), DOCX)
+    assert refused.message == "hostile.docx: a table row holds more than 100 characters of text"
+
+
+def test_slide_listed_many_times_counts_its_xml_each_time(
+    tmp_path: Path, workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    content = presentation({"s.xml": "<a:p/>" * 2000}, ["s.xml"] * 50)
+    unpacked = sum(i.file_size for i in zipfile.ZipFile(io.BytesIO(content)).infolist())
+    monkeypatch.setattr(convert, "MAX_UNPACKED_BYTES", unpacked + 10 * 12_000)
+    refused = hostile(tmp_path, workdir, content, PPTX)
+    assert refused.status == 413
+    assert refused.message.startswith("hostile.pptx: the presentation's XML is more than ")
+
+
+def test_convert_to_text_setting_takes_known_kinds_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VECTORGATE_CONVERT_TO_TEXT", " DOCX, pptx,json ")
+    assert Settings(_env_file=None).convert_to_text == ["docx", "pptx", "json"]
+    monkeypatch.setenv("VECTORGATE_CONVERT_TO_TEXT", "")
+    assert Settings(_env_file=None).convert_to_text == []
+    monkeypatch.setenv("VECTORGATE_CONVERT_TO_TEXT", "docx,pdf,xlsx")
+    with pytest.raises(ValidationError, match="cannot convert pdf, xlsx to text"):
+        Settings(_env_file=None)
+
+
+def test_presentation_elements_count_the_slide_list_too(
+    tmp_path: Path, workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(office_text, "MAX_ELEMENTS", 1000)
+    content = rewrite_member(
+        presentation({"s.xml": ""}, ["s.xml"]),
+        "ppt/presentation.xml",
+        lambda xml: xml.replace(b"</p:presentation>", b"<x/>" * 1000 + b"</p:presentation>"),
+    )
+    refused = hostile(tmp_path, workdir, content, PPTX)
+    assert refused.message == "hostile.pptx: the presentation has more than 1,000 XML elements"
+
+
+def test_deadline_stops_a_document_conversion_in_its_loop(tmp_path: Path, workdir: Path) -> None:
+    path = upload(tmp_path, document("<w:p/>" * 1_000_000))
+
+    async def convert_with_a_short_deadline() -> tuple[float, AppError]:
+        work = ContentWork(workers=1, per_organization=1, deadline_s=0.05)
+        await work.start()
+        started = time.perf_counter()
+        try:
+            with pytest.raises(AppError) as info:
+                await work.run(
+                    "org", "slow.docx", to_upstream_form, path, "slow.docx", DOCX, workdir, TO_TEXT
+                )
+            return time.perf_counter() - started, info.value
+        finally:
+            work.shutdown()
+
+    elapsed, error = asyncio.run(convert_with_a_short_deadline())
+    assert elapsed < 0.5  # the whole conversion takes ~1 s of CPU
+    assert error.status == 413
+    assert error.message == (
+        "slow.docx: checking and converting the file took longer than the 0.05 s allowed per file"
+    )
+
+
+@pytest.mark.parametrize("kind", [DOCX, PPTX], ids=lambda kind: kind.name)
+def test_elements_nested_deeper_than_allowed_are_refused(
+    tmp_path: Path, workdir: Path, monkeypatch: pytest.MonkeyPatch, kind: FileKind
+) -> None:
+    monkeypatch.setattr(ooxml, "MAX_DEPTH", 50)
+
+    def nested(levels: int) -> bytes:
+        if kind is DOCX:  # within the document and its body
+            return document("<w:p>" * levels + "</w:p>" * levels)
+        # within the slide, its tree, its shape and the shape's text
+        slide = "<a:p>" * levels + "</a:p>" * levels
+        return presentation({"s.xml": slide}, ["s.xml"])
+
+    root = 2 if kind is DOCX else 5
+    to_upstream_form(upload(tmp_path, nested(50 - root)), "x", kind, workdir, TO_TEXT)
+    refused = hostile(tmp_path, workdir, nested(51 - root), kind)
+    assert refused.status == 413
+    assert refused.message == (
+        f"hostile.{kind.name}: the {'document' if kind is DOCX else 'presentation'} "
+        "nests XML elements more than 50 deep"
+    )
+
+
+@pytest.mark.parametrize("part", ["xl/worksheets/sheet1.xml", "xl/workbook.xml"])
+def test_workbook_parts_nesting_deeper_than_allowed_are_refused(
+    tmp_path: Path, workdir: Path, monkeypatch: pytest.MonkeyPatch, part: str
+) -> None:
+    # A 29 KB workbook nesting 4M elements in a sheet took 437 MiB and 4 s before.
+    monkeypatch.setattr(ooxml, "MAX_DEPTH", 50)
+    content = rewrite_member(
+        workbooks.workbook([b"<row/>"]),
+        part,
+        lambda xml: re.sub(rb"(</\w+>)$", b"<x>" * 50 + b"</x>" * 50 + rb"\1", xml.rstrip()),
+    )
+    error = rejected(tmp_path, workdir, content)
+    assert error.message == "hostile.xlsx: the workbook nests XML elements more than 50 deep"
+    assert error.details["max_depth"] == 50

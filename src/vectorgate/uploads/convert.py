@@ -1,7 +1,10 @@
 """Turn validated uploads into what OpenAI file search can index.
 
 File search does not index .csv or .xlsx, so a CSV goes up as plain text and a
-workbook as Markdown (one table per sheet); every other kind goes up unchanged.
+workbook as Markdown (one table per sheet). For upstreams that cannot parse them, the
+kinds named in `VECTORGATE_CONVERT_TO_TEXT` go up as text too: DOCX and PPTX as
+Markdown, JSON as the same bytes named as plain text. Every other kind goes up
+unchanged.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ import codecs
 import os
 import tempfile
 import zipfile
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,19 +21,24 @@ from vectorgate.errors import AppError, ErrorCode
 from vectorgate.uploads.filetypes import (
     CHUNK_SIZE,
     CSV,
+    DOCX,
+    JSON,
+    PPTX,
     XLSX,
     FileKind,
     MiB,
     check_zip_directory,
 )
+from vectorgate.uploads.office_text import write_document_markdown, write_presentation_markdown
 from vectorgate.uploads.work import check_deadline
 from vectorgate.uploads.xlsx import write_markdown
 
-# A workbook is a ZIP of XML, so a small file can expand enormously: refuse before
+# An Office file is a ZIP of XML, so a small file can expand enormously: refuse before
 # reading one whose parts add up to more than this, and stop reading XML past it (a
-# sheet listed many times is read many times). Real workbooks compress 5-10x; this is
-# 10x the 50 MB upload limit. The other caps on workbooks are in uploads/xlsx.py.
-XLSX_MAX_UNPACKED_BYTES = 512 * MiB
+# sheet or slide listed many times is read many times). Real packages compress 5-10x;
+# this is 10x the 50 MB upload limit. The other caps are in uploads/xlsx.py and
+# uploads/office_text.py.
+MAX_UNPACKED_BYTES = 512 * MiB
 
 # One shared string can be referenced by every cell, so even a modest sheet can
 # produce unbounded text. File search indexes at most 5M tokens (~20 MB) per file,
@@ -44,26 +53,48 @@ class UpstreamForm:
     mime_type: str
 
 
-def needs_conversion(kind: FileKind) -> bool:
-    """Whether `to_upstream_form` does real work for `kind` (else it returns the file)."""
-    return kind is CSV or kind is XLSX
+_WriteMarkdown = Callable[..., None]
+
+# Office kinds written as Markdown: how, and what the package is called in messages.
+_TO_MARKDOWN: dict[FileKind, tuple[_WriteMarkdown, str]] = {
+    XLSX: (write_markdown, "workbook"),
+    DOCX: (write_document_markdown, "document"),
+    PPTX: (write_presentation_markdown, "presentation"),
+}
 
 
-def to_upstream_form(path: Path, filename: str, kind: FileKind, workdir: Path) -> UpstreamForm:
+def needs_conversion(kind: FileKind, convert_to_text: Collection[str] = ()) -> bool:
+    """Whether `to_upstream_form` does real work for `kind` (else it returns the file).
+
+    `convert_to_text` holds the kind names configured to go up as text (settings).
+    """
+    return kind is CSV or kind is XLSX or (kind in (DOCX, PPTX) and kind.name in convert_to_text)
+
+
+def to_upstream_form(
+    path: Path,
+    filename: str,
+    kind: FileKind,
+    workdir: Path,
+    convert_to_text: Collection[str] = (),
+) -> UpstreamForm:
     """Return the file to upload for a validated `kind` file (blocking I/O).
 
     CSV becomes `<filename>.txt` (text/plain; UTF-16 is transcoded to UTF-8, UTF-8 is
-    sent as is), XLSX becomes `<filename>.md` (text/markdown); other kinds are returned
-    unchanged. New files are written in `workdir`, which the caller removes (even after
-    an error). An unreadable workbook is a 415; one over a cap (see uploads/xlsx.py) is
-    a 413.
+    sent as is), XLSX becomes `<filename>.md` (text/markdown). Kinds named in
+    `convert_to_text`: DOCX and PPTX become `<filename>.md`, JSON `<filename>.txt` with
+    the same bytes. Other kinds are returned unchanged. New files are written in
+    `workdir`, which the caller removes (even after an error). An unreadable package is
+    a 415; one over a cap (see uploads/xlsx.py, uploads/office_text.py) is a 413.
     """
     if kind is CSV:
         return UpstreamForm(_csv_as_utf8(path, workdir), f"{filename}.txt", "text/plain")
-    if kind is XLSX:
+    if kind is XLSX or (kind in _TO_MARKDOWN and kind.name in convert_to_text):
         markdown = _new_file(workdir, ".md")
-        _xlsx_to_markdown(path, filename, markdown)
+        _office_to_markdown(path, filename, kind, markdown)
         return UpstreamForm(markdown, f"{filename}.md", "text/markdown")
+    if kind is JSON and kind.name in convert_to_text:
+        return UpstreamForm(path, f"{filename}.txt", "text/plain")
     return UpstreamForm(path, filename, kind.mime_type)
 
 
@@ -90,18 +121,19 @@ def _csv_as_utf8(path: Path, workdir: Path) -> Path:
     return utf8
 
 
-def _xlsx_to_markdown(path: Path, filename: str, markdown: Path) -> None:
-    """Write the workbook at `path` to `markdown`; whatever cannot be read is a 415."""
+def _office_to_markdown(path: Path, filename: str, kind: FileKind, markdown: Path) -> None:
+    """Write the Office file at `path` to `markdown`; whatever cannot be read is a 415."""
+    write, what = _TO_MARKDOWN[kind]
     try:
-        check_zip_directory(path, XLSX, filename)
+        check_zip_directory(path, kind, filename)
         with zipfile.ZipFile(path) as package, markdown.open("wb") as out:
             _check_unpacked_size(package, filename)
-            write_markdown(
+            write(
                 package,
                 filename,
                 out,
                 max_output_bytes=MAX_CONVERTED_BYTES,
-                max_xml_bytes=XLSX_MAX_UNPACKED_BYTES,
+                max_xml_bytes=MAX_UNPACKED_BYTES,
             )
     except AppError:
         raise  # a budget's 413, or the ZIP directory's 415
@@ -110,18 +142,18 @@ def _xlsx_to_markdown(path: Path, filename: str, markdown: Path) -> None:
         raise AppError(
             415,
             ErrorCode.UNSUPPORTED_FILE_TYPE,
-            f"{filename}: the workbook cannot be read ({type(exc).__name__})",
-            details={"filename": filename, "mime_type": XLSX.mime_type},
+            f"{filename}: the {what} cannot be read ({type(exc).__name__})",
+            details={"filename": filename, "mime_type": kind.mime_type},
         ) from exc
 
 
 def _check_unpacked_size(package: zipfile.ZipFile, filename: str) -> None:
     # The central directory's sizes bound what zipfile will inflate for each member.
     unpacked = sum(info.file_size for info in package.infolist())
-    if unpacked > XLSX_MAX_UNPACKED_BYTES:
+    if unpacked > MAX_UNPACKED_BYTES:
         raise _too_large(
             filename,
-            f"unpacks to {unpacked} bytes; at most {XLSX_MAX_UNPACKED_BYTES // MiB} MB",
+            f"unpacks to {unpacked} bytes; at most {MAX_UNPACKED_BYTES // MiB} MB",
         )
 
 

@@ -19,9 +19,7 @@ from __future__ import annotations
 import datetime
 import posixpath
 import zipfile
-from collections.abc import Callable
 from typing import Any, BinaryIO
-from xml.parsers import expat
 
 from openpyxl.styles.numbers import (
     BUILTIN_FORMATS,
@@ -30,8 +28,16 @@ from openpyxl.styles.numbers import (
 )
 from openpyxl.utils.datetime import CALENDAR_MAC_1904, WINDOWS_EPOCH, from_excel, from_ISO8601
 
-from vectorgate.errors import AppError, ErrorCode
-from vectorgate.uploads.work import check_deadline
+from vectorgate.errors import AppError
+from vectorgate.uploads import ooxml
+from vectorgate.uploads.ooxml import (
+    Handlers,
+    PackageError,
+    PackageReader,
+    local,
+    over_budget,
+    rels_path,
+)
 
 # Excel's own sheet size. Rows count the <row> elements of the whole workbook (an empty
 # one costs a parser callback too); 1M empty rows parse in ~1.2 s of CPU.
@@ -56,28 +62,20 @@ MAX_ROW_CHARS = 2_000_000
 MAX_SHARED_STRINGS = 500_000
 MAX_SHARED_STRING_CHARS = 10_000_000
 
-# Sheets, relationships and cell styles are kept in memory while the workbook is read.
-# Excel allows about 64,000 cell formats; more sheets than this is no real workbook.
+# Sheets and cell styles are kept in memory while the workbook is read (relationships
+# too, capped in uploads/ooxml.py). Excel allows about 64,000 cell formats; more sheets
+# than this is no real workbook.
 MAX_SHEETS = 4_096
-MAX_RELATIONSHIPS = 20_000
 MAX_STYLES = 65_536
 
 # Excel's limit on a number format's length; longer ones are not dates (and not scanned).
 _MAX_FORMAT_CHARS = 255
 
-# An XML tag or attribute longer than this is refused: expat keeps an unfinished token
-# in memory, and no part of a real workbook has one this long.
-MAX_XML_TOKEN_BYTES = 1024 * 1024
-
-# Inflated XML is parsed in steps of this size, with the deadline checked between them.
-_STEP = 64 * 1024
-
-_REL_OFFICE_DOCUMENT = "/officeDocument"
 _REL_STRINGS = "/sharedStrings"
 _REL_STYLES = "/styles"
 
 
-class WorkbookError(Exception):
+class WorkbookError(PackageError):
     """The workbook's content is not what a workbook holds (the caller's 415)."""
 
 
@@ -106,12 +104,7 @@ class _Budget:
         self.cells = 0
 
     def over(self, problem: str, **details: object) -> AppError:
-        return AppError(
-            413,
-            ErrorCode.FILE_TOO_LARGE,
-            f"{self.filename}: {problem}",
-            details={"filename": self.filename, **details},
-        )
+        return over_budget(self.filename, problem, **details)
 
     def add_cells(self, n: int) -> None:
         self.cells += n
@@ -134,24 +127,22 @@ class _Workbook:
         max_output_bytes: int,
         max_xml_bytes: int,
     ) -> None:
-        self.package = package
-        self.names = set(package.namelist())
+        self.reader = PackageReader(
+            package,
+            filename,
+            out,
+            what="workbook",
+            error=WorkbookError,
+            max_output_bytes=max_output_bytes,
+            max_xml_bytes=max_xml_bytes,
+        )
+        self.names = self.reader.names
         self.budget = _Budget(filename)
-        self.out = out
-        self.max_output_bytes = max_output_bytes
-        self.max_xml_bytes = max_xml_bytes
-        self.output_bytes = 0
-        self.xml_bytes = 0
 
     def write(self) -> None:
-        workbook_part = "xl/workbook.xml"
-        for type_, target in self._relationships("_rels/.rels", "").values():
-            if type_.endswith(_REL_OFFICE_DOCUMENT):
-                workbook_part = target
-        if workbook_part not in self.names:
-            raise WorkbookError("no workbook part")
+        workbook_part = self.reader.main_part("xl/workbook.xml")
         base = posixpath.dirname(workbook_part)
-        relationships = self._relationships(_rels_path(workbook_part), base)
+        relationships = self.reader.relationships(rels_path(workbook_part), base)
         sheets, epoch = self._sheets(workbook_part)
         strings_part = _part_of_type(relationships, _REL_STRINGS, f"{base}/sharedStrings.xml")
         styles_part = _part_of_type(relationships, _REL_STYLES, f"{base}/styles.xml")
@@ -167,81 +158,13 @@ class _Workbook:
             if "chartsheet" in type_ or part not in self.names:
                 continue  # as openpyxl: chartsheets and missing parts are not worksheets
             if written:
-                self._emit("\n")
-            self._emit(f"## {title}\n\n")
+                self.reader.emit("\n")
+            self.reader.emit(f"## {title}\n\n")
             sheet = _Sheet(self, strings, date_styles, timedelta_styles, epoch)
-            self._parse(part, sheet.handlers())
+            self.reader.parse(part, sheet.handlers())
             if not sheet.width:
-                self._emit("_(empty sheet)_\n")
+                self.reader.emit("_(empty sheet)_\n")
             written += 1
-
-    def _emit(self, text: str) -> None:
-        data = text.encode()
-        self.output_bytes += len(data)
-        if self.output_bytes > self.max_output_bytes:
-            raise self.budget.over(
-                f"converts to more than {self.max_output_bytes // (1024 * 1024)} MB of text",
-                max_output_bytes=self.max_output_bytes,
-            )
-        self.out.write(data)
-
-    def _parse(self, part: str, handlers: _Handlers) -> None:
-        """Feed `part` to a fresh expat parser in steps, within the workbook's budgets.
-
-        No namespace processing (it costs a third of the time): handlers get qualified
-        names and compare local ones. No DOCTYPE, so no entities either.
-        """
-        parser = expat.ParserCreate()
-        parser.buffer_text = True
-        parser.buffer_size = _STEP
-        parser.StartElementHandler = handlers.start
-        parser.EndElementHandler = handlers.end
-        parser.CharacterDataHandler = handlers.text
-        parser.StartDoctypeDeclHandler = _refuse_doctype
-        parser.EntityDeclHandler = _refuse_doctype
-        fed = 0
-        with self.package.open(part) as source:
-            while step := source.read(_STEP):
-                check_deadline()
-                self.xml_bytes += len(step)
-                if self.xml_bytes > self.max_xml_bytes:
-                    raise self.budget.over(
-                        f"the workbook's XML is more than {self.max_xml_bytes // (1024 * 1024)} MB",
-                        max_xml_bytes=self.max_xml_bytes,
-                    )
-                parser.Parse(step, False)
-                fed += len(step)
-                # Where expat stopped is the start of the token it has not finished.
-                if fed - parser.CurrentByteIndex > MAX_XML_TOKEN_BYTES:
-                    raise self.budget.over(
-                        f"{part} holds an XML token over {MAX_XML_TOKEN_BYTES // 1024} KB",
-                        max_xml_token_bytes=MAX_XML_TOKEN_BYTES,
-                    )
-            parser.Parse(b"", True)
-
-    def _relationships(self, part: str, base: str) -> dict[str, tuple[str, str]]:
-        """Relationship id -> (type, part name) of the internal targets in `part`."""
-        found: dict[str, tuple[str, str]] = {}
-        if part not in self.names:
-            return found
-
-        def start(name: str, attributes: dict[str, str]) -> None:
-            if _local(name) != "Relationship" or attributes.get("TargetMode") == "External":
-                return
-            if len(found) >= MAX_RELATIONSHIPS:
-                raise self.budget.over(
-                    f"{part} lists more than {MAX_RELATIONSHIPS:,} relationships",
-                    max_relationships=MAX_RELATIONSHIPS,
-                )
-            target = attributes.get("Target", "")
-            if target.startswith("/"):
-                resolved = target[1:]
-            else:
-                resolved = posixpath.normpath(posixpath.join(base, target))
-            found[attributes.get("Id", "")] = (attributes.get("Type", ""), resolved)
-
-        self._parse(part, _Handlers(start))
-        return found
 
     def _sheets(self, part: str) -> tuple[list[tuple[str, str]], datetime.datetime]:
         """The workbook's (sheet title, relationship id) in order, and its date epoch."""
@@ -250,7 +173,7 @@ class _Workbook:
         root: list[str] = []
 
         def start(name: str, attributes: dict[str, str]) -> None:
-            name = _local(name)
+            name = local(name)
             if not root:
                 root.append(name)
                 if name != "workbook":
@@ -261,7 +184,7 @@ class _Workbook:
                         f"the workbook has more than {MAX_SHEETS:,} sheets", max_sheets=MAX_SHEETS
                     )
                 relationship_id = next(
-                    (value for key, value in attributes.items() if _local(key) == "id"), None
+                    (value for key, value in attributes.items() if local(key) == "id"), None
                 )
                 if relationship_id is None:
                     raise WorkbookError("a sheet without a relationship id")
@@ -269,7 +192,7 @@ class _Workbook:
             elif name == "workbookPr" and attributes.get("date1904") in ("1", "true"):
                 epoch[0] = CALENDAR_MAC_1904
 
-        self._parse(part, _Handlers(start))
+        self.reader.parse(part, Handlers(start))
         return sheets, epoch[0]
 
     def _shared_strings(self, part: str) -> list[str]:
@@ -278,7 +201,7 @@ class _Workbook:
         state = {"phonetic": 0, "collect": False, "chars": 0, "total": 0}
 
         def start(name: str, _: dict[str, str]) -> None:
-            name = _local(name)
+            name = local(name)
             if name == "si":
                 if len(strings) >= MAX_SHARED_STRINGS:
                     raise self.budget.over(
@@ -293,7 +216,7 @@ class _Workbook:
                 state["collect"] = True
 
         def end(name: str) -> None:
-            name = _local(name)
+            name = local(name)
             if name == "t":
                 state["collect"] = False
             elif name == "rPh":
@@ -321,7 +244,7 @@ class _Workbook:
                 )
             pieces.append(data)
 
-        self._parse(part, _Handlers(start, end, text))
+        self.reader.parse(part, Handlers(start, end, text))
         return strings
 
     def _date_styles(self, part: str) -> tuple[set[int], set[int]]:
@@ -331,7 +254,7 @@ class _Workbook:
         in_cell_styles = [False]
 
         def start(name: str, attributes: dict[str, str]) -> None:
-            name = _local(name)
+            name = local(name)
             if name == "numFmt":
                 if len(custom) >= MAX_STYLES:
                     raise self._too_many_styles()
@@ -345,10 +268,10 @@ class _Workbook:
                 formats.append(custom.get(number_format) or BUILTIN_FORMATS.get(number_format, ""))
 
         def end(name: str) -> None:
-            if _local(name) == "cellXfs":
+            if local(name) == "cellXfs":
                 in_cell_styles[0] = False
 
-        self._parse(part, _Handlers(start, end))
+        self.reader.parse(part, Handlers(start, end))
         dates: set[int] = set()
         durations: set[int] = set()
         for index, code in enumerate(formats):
@@ -366,37 +289,6 @@ class _Workbook:
         )
 
 
-def _nothing(*_: object) -> None:
-    return None
-
-
-def _refuse_doctype(*_: object) -> None:
-    raise WorkbookError("a DOCTYPE (not allowed in a workbook)")
-
-
-def _local(name: str) -> str:
-    return name.rpartition(":")[2] if ":" in name else name
-
-
-class _Handlers:
-    """What one part's parse does with its elements (local names) and text."""
-
-    def __init__(
-        self,
-        start: Callable[[str, dict[str, str]], None] = _nothing,
-        end: Callable[[str], None] = _nothing,
-        text: Callable[[str], None] = _nothing,
-    ) -> None:
-        self.start = start
-        self.end = end
-        self.text = text
-
-
-def _rels_path(part: str) -> str:
-    folder, name = posixpath.split(part)
-    return posixpath.join(folder, "_rels", f"{name}.rels")
-
-
 def _part_of_type(relationships: dict[str, tuple[str, str]], suffix: str, default: str) -> str:
     for type_, part in relationships.values():
         if type_.endswith(suffix):
@@ -408,8 +300,8 @@ class _Sheet:
     """One worksheet's rows, written as a Markdown table as they are parsed."""
 
     __slots__ = (
-        "budget", "cell_style", "cell_type", "column", "date_styles", "epoch", "in_cell",
-        "in_row", "inline", "number", "phonetic", "row", "row_chars", "strings",
+        "budget", "cell_style", "cell_type", "column", "date_styles", "depth", "epoch", "in_cell",
+        "in_row", "inline", "max_depth", "number", "phonetic", "row", "row_chars", "strings",
         "timedelta_styles", "value", "value_chars", "width", "workbook",
     )  # fmt: skip
 
@@ -428,6 +320,8 @@ class _Sheet:
         self.timedelta_styles = timedelta_styles
         self.epoch = epoch
         self.width = 0  # the header's; 0 until the first non-blank row
+        self.depth = 0  # open elements, against MAX_DEPTH (counted here: the hot path)
+        self.max_depth = ooxml.MAX_DEPTH
         self.row: dict[int, str] = {}  # column -> text, non-empty cells only
         self.row_chars = 0
         self.column = 0
@@ -442,10 +336,13 @@ class _Sheet:
         self.inline: list[str] | None = None  # the <is> text
         self.phonetic = 0
 
-    def handlers(self) -> _Handlers:
-        return _Handlers(self.start, self.end, self.text)
+    def handlers(self) -> Handlers:
+        return Handlers(self.start, self.end, self.text, counts_depth=True)
 
     def start(self, name: str, attributes: dict[str, str]) -> None:
+        self.depth += 1
+        if self.depth > self.max_depth:
+            raise self.workbook.reader.too_deep()
         if ":" in name:
             name = name.rpartition(":")[2]
         if name == "c":
@@ -476,6 +373,7 @@ class _Sheet:
             self.column = 0
 
     def end(self, name: str) -> None:
+        self.depth -= 1
         if ":" in name:
             name = name.rpartition(":")[2]
         if name == "c":
@@ -577,10 +475,10 @@ class _Sheet:
         cells = max(last, width) if width else last
         self.budget.add_cells(cells - len(row))  # the empty cells written as padding
         texts = [row.get(column, "") for column in range(1, cells + 1)]
-        self.workbook._emit(f"| {' | '.join(texts)} |\n")
+        self.workbook.reader.emit(f"| {' | '.join(texts)} |\n")
         if not width:
             self.width = last
-            self.workbook._emit(f"| {' | '.join(['---'] * last)} |\n")
+            self.workbook.reader.emit(f"| {' | '.join(['---'] * last)} |\n")
 
 
 def _column_index(reference: str) -> int:
