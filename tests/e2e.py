@@ -35,6 +35,9 @@ DEFAULT_SETTINGS = {
     "max_concurrent_uploads_per_org": "12",
     "poll_interval_s": "0.1",
     "poller_lease_s": "2",
+    # One content worker process per service, not the default three: the suite starts
+    # dozens of services. Modules that test how organizations share workers set more.
+    "content_workers": "1",
 }
 
 

@@ -36,7 +36,7 @@ pytestmark = pytest.mark.e2e
 # Small enough that a leaked slot shows: after each attack the attacker must be able to
 # fill all of them again at once.
 SLOTS = 6
-SERVICE_SETTINGS = {"max_concurrent_uploads_per_org": str(SLOTS)}
+SERVICE_SETTINGS = {"max_concurrent_uploads_per_org": str(SLOTS), "content_workers": "3"}
 
 
 @pytest.fixture(scope="module")

@@ -31,6 +31,7 @@ DEADLINE_S = 0.5
 SERVICE_SETTINGS = {
     "max_concurrent_uploads_per_org": str(SLOTS),
     "content_deadline_s": str(DEADLINE_S),
+    "content_workers": "3",
 }
 
 
