@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -120,7 +121,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     # Outermost, so every response (errors and CORS preflights too) gets a request id.
     app.add_middleware(RequestLogMiddleware)
-    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    app.openapi = lambda: _openapi(app, settings)  # type: ignore[method-assign]
     app.mount("/docs/assets", StaticFiles(directory=str(swagger_ui_path)), name="docs-assets")
 
     @app.get("/docs", include_in_schema=False)
@@ -140,7 +141,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
-def _openapi(app: FastAPI) -> dict[str, Any]:
+def _openapi(app: FastAPI, settings: Settings) -> dict[str, Any]:
     """FastAPI's schema without its 422s: validation errors are answered as 400 here."""
     if app.openapi_schema is None:
         schema = get_openapi(
@@ -157,5 +158,32 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
             body = model.model_json_schema(ref_template="#/components/schemas/{model}")
             components.update(body.pop("$defs", {}))
             components[name] = body
+        _document_allowed_base_urls(components, settings.upstream_allowed_base_urls)
         app.openapi_schema = schema
     return app.openapi_schema
+
+
+def _document_allowed_base_urls(components: dict[str, Any], allowed: list[str]) -> None:
+    """A credential's `base_url` as this deployment accepts it: null only when no base URL
+    is allowed, else one of the allowed ones or a path below it (SPEC 12)."""
+    field = components.get("CredentialCreate", {}).get("properties", {}).get("base_url")
+    if field is None:
+        return
+    if not allowed:
+        field.clear()
+        field.update({"type": "null", "description": "No base URL is allowed here."})
+        return
+    prefixes = "|".join(re.escape(url.rstrip("/")) for url in allowed)
+    field.clear()
+    field.update(
+        {
+            "anyOf": [
+                {
+                    "type": "string",
+                    "pattern": f"^({prefixes})(/(?!\\.\\.?(/|$))[A-Za-z0-9._~-]+)*/?$",
+                },
+                {"type": "null"},
+            ],
+            "description": "An OpenAI-compatible API at or below one of: " + ", ".join(allowed),
+        }
+    )

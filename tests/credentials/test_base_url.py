@@ -40,6 +40,9 @@ def test_a_url_under_an_allowed_prefix_is_kept(given: str, kept: str) -> None:
         "ftp://llm.internal/v1",
         "not a url",
         "https://llm.internal:99999/v1",
+        "https://llm.internal/v1/../admin",  # climbs out of the allowed path
+        "https://llm.internal/v1/%2e%2e/admin",
+        "https://llm.internal/v1/./x",
     ],
 )
 def test_anything_else_is_a_400(given: str) -> None:

@@ -89,6 +89,8 @@ def _url_parts(url: str) -> tuple[str, str, int, str] | None:
         return None
     if any(ord(char) < 0x21 or ord(char) > 0x7E for char in url):
         return None  # no spaces, controls or non-ASCII: what is checked is what is called
+    if "%" in parts.path or any(part in (".", "..") for part in parts.path.split("/")):
+        return None  # a dot segment (plain or escaped) would climb out of the allowed path
     default_port = 443 if parts.scheme == "https" else 80
     return parts.scheme, parts.hostname.lower(), port or default_port, parts.path.rstrip("/")
 
