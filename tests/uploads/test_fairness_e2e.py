@@ -201,7 +201,7 @@ def test_tiny_ignored_form_fields_are_refused_at_once_and_the_victim_is_unharmed
 ) -> None:
     store = fake.create_vector_store(attacker.openai_key)
     target = flowise_target(attacker, store)
-    body = tiny_fields_body(400_000)  # 30 MiB
+    body = tiny_fields_body(250_000)  # ~19 MiB: within the temp-space cap, so read
 
     # Sent whole (just over the cap), the refusal is read in full: status and body.
     small = tiny_fields_body(MAX_OTHER_PARTS + 1)
@@ -231,14 +231,16 @@ def test_tiny_ignored_form_fields_are_refused_at_once_and_the_victim_is_unharmed
     assert_victim_unharmed(calm, during)
     assert growth < MAX_RSS_GROWTH
     replies = [reply for reply, _ in results if reply]  # the others were reset: see above
-    assert all(status_of(reply) == 400 for reply in replies)
-    # 30 MiB per request, none read to the end: each is answered within a fraction of it.
+    assert all(status_of(reply) == 400 for reply in replies), [r[-200:] for r in replies]
+    # ~19 MiB per request, none read to the end: each is answered within a fraction of it.
     slowest = max(elapsed for _, elapsed in results)
     log.info(
         f"refused in {answered_s * 1000:.0f} ms alone; {len(results)} attacks, "
         f"slowest {slowest * 1000:.0f} ms; peak RSS +{growth / MiB:.1f} MiB"
     )
-    assert slowest < 5
+    # The answer comes at the cap; what the client still sends after it is drained for a
+    # bounded time before the connection closes (server.py), which this includes.
+    assert slowest < 15
     wait_until_held(service, attacker.org_id, 0)
     assert fake.files_for(attacker.openai_key) == []
 
