@@ -11,6 +11,7 @@ import pwd
 import shutil
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -195,3 +196,51 @@ def test_below_the_free_space_floor_readyz_is_503_and_uploads_are_507(
         }
         assert fake_openai.files_for(tenant.openai_key) == []
     assert staged_leftovers(tmp_path / "tmp") == []
+
+
+def test_an_idempotency_key_whose_request_failed_with_the_database_down_frees_itself(
+    fake_openai: FakeOpenAI, tmp_path: Path
+) -> None:
+    fake_openai.reset()
+    with own_postgres() as database:
+        settings = DEFAULT_SETTINGS | {"idempotency_lease_s": "2", "upstream_max_retries": "0"}
+        env = service_env(tmp_path, database.url, fake_openai.base_url, **settings)
+        with (
+            serve(env, log_path=tmp_path / "service.log") as running,
+            httpx.Client(base_url=running.base_url, timeout=30) as client,
+        ):
+            tenant = new_tenant(env)
+            store = register_store(client, tenant, fake_openai)
+            target = f"/api/v1/openai-assistants-vector-store/{store}"
+            headers = {
+                "X-API-Key": tenant.api_key,
+                "Content-Type": content_type(),
+                "Idempotency-Key": "failed-while-the-database-was-down",
+            }
+            body = multipart_body([Part("a.txt", b"hello\n", "text/plain")])
+
+            def upload() -> httpx.Response:
+                params = {"credential": tenant.credential_id}
+                return client.post(target, params=params, content=body, headers=headers)
+
+            # The batch is refused late; by then the database is gone, so the failed
+            # request cannot give its key back.
+            fake_openai.inject("POST", "/vector_stores/[^/]+/file_batches", delay=2, status=500)
+            answers: list[httpx.Response] = []
+            first = threading.Thread(target=lambda: answers.append(upload()))
+            first.start()
+            eventually(
+                lambda: any(path.endswith("/file_batches") for _, path, _ in fake_openai.requests),
+                20,
+                "the request reached the batch",
+            )
+            database.stop()
+            first.join(timeout=60)
+            assert answers[0].status_code >= 500, answers[0].text
+            database.start()
+            # Once the key's lease has run out, the same key is taken over and served.
+            eventually(lambda: upload().status_code == 200, 30, "the key freed itself")
+            replay = upload()
+            assert replay.status_code == 200
+            assert replay.headers["Idempotent-Replayed"] == "true"
+        assert tenant.api_key not in running.log()
