@@ -9,6 +9,7 @@ import subprocess
 import textwrap
 import threading
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -322,7 +323,8 @@ def test_idempotency_key_replays_and_conflicts(
     client: httpx.Client, tenant: Tenant, store: str, fake: FakeOpenAI
 ) -> None:
     files = [entry("once.txt", b"only once", "text/plain")]
-    key = {"Idempotency-Key": "req-123"}
+    # Unique per run: the module's tenant is shared by every parametrisation of the test.
+    key = {"Idempotency-Key": f"req-{uuid.uuid4().hex}"}
     first = upload(client, tenant, store, files, headers=key)
     assert first.status_code == 200, first.text
     again = upload(client, tenant, store, files, headers=key)
@@ -339,12 +341,15 @@ def test_concurrent_duplicates_upload_once(
     service: Service, tenant: Tenant, store: str, fake: FakeOpenAI
 ) -> None:
     fake.inject("POST", "/files", delay=0.5, times=-1)
+    duplicate = f"dup-{uuid.uuid4().hex}"  # unique per run, as above
     files = [entry("dup.txt", b"same", "text/plain")]
     responses: list[httpx.Response] = []
 
     def send() -> None:
         with httpx.Client(base_url=service.running.base_url, timeout=60) as c:
-            responses.append(upload(c, tenant, store, files, headers={"Idempotency-Key": "dup"}))
+            responses.append(
+                upload(c, tenant, store, files, headers={"Idempotency-Key": duplicate})
+            )
 
     threads = [threading.Thread(target=send) for _ in range(4)]
     for thread in threads:
