@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import urllib.parse
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 BOUNDARY = "vgtestboundary7MA4YWxkTrZu0gW"
 
@@ -91,3 +93,19 @@ def read_reply(sock: socket.socket) -> bytes:
     while chunk := sock.recv(65536):
         reply += chunk
     return reply
+
+
+def scalar(database_url: str, sql: str, **params: Any) -> Any:
+    """The first column of the first row `sql` returns, read on a connection of its own."""
+    from sqlalchemy import text
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    async def run() -> Any:
+        engine = create_async_engine(database_url)
+        try:
+            async with engine.connect() as connection:
+                return (await connection.execute(text(sql), params)).scalar()
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(run())

@@ -63,6 +63,10 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
+POOL_SIZE = 10  # PostgreSQL connections a worker keeps open
+POOL_OVERFLOW = 10  # and may open beyond them in a burst
+
+
 def create_engine(url: str) -> AsyncEngine:
     kwargs: dict[str, Any] = {"pool_pre_ping": True}
     if url.startswith("sqlite"):
@@ -74,8 +78,8 @@ def create_engine(url: str) -> AsyncEngine:
         # does not close and reopen connections over and over (each a few ms of
         # PostgreSQL's time), and allow 10 more. Per worker process: size
         # max_connections for workers x 20.
-        kwargs["pool_size"] = 10
-        kwargs["max_overflow"] = 10
+        kwargs["pool_size"] = POOL_SIZE
+        kwargs["max_overflow"] = POOL_OVERFLOW
     engine = create_async_engine(url, **kwargs)
     if url.startswith("sqlite"):
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)

@@ -31,7 +31,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from tests.e2e import Service, Tenant, assert_error, register_store, upload_text
-from vectorgate.db import create_engine, create_sessionmaker, new_id
+from tests.support import scalar
+from vectorgate.db import POOL_OVERFLOW, POOL_SIZE, create_engine, create_sessionmaker, new_id
 from vectorgate.testing.fake_openai import FakeOpenAI, key_hint
 from vectorgate.uploads.models import IdempotencyKey, UploadSlot
 
@@ -47,7 +48,7 @@ SERVICE_SETTINGS = {
     "status_refresh_timeout_s": "1",
     "expired_rows_purge_interval_s": "0.2",
 }
-ATTACKERS = 20  # concurrent requests of the attacker: more than the pool's 15 connections
+ATTACKERS = 2 * POOL_SIZE  # concurrent requests of the attacker: as many as the pool holds
 RETRY_AFTER_S = 55
 SLOW_S = 6  # a slow upstream answers after this, well past the interactive timeout
 PROMPT_S = 5  # the attacker's answers come within this, not after Retry-After
@@ -192,15 +193,7 @@ def database_url(service: Service) -> str:
 
 
 def query(service: Service, sql: str, **params: Any) -> Any:
-    async def run() -> Any:
-        engine = create_async_engine(database_url(service))
-        try:
-            async with engine.connect() as connection:
-                return (await connection.execute(text(sql), params)).scalar()
-        finally:
-            await engine.dispose()
-
-    return asyncio.run(run())
+    return scalar(database_url(service), sql, **params)
 
 
 @dataclass
@@ -259,7 +252,7 @@ class ConnectionWatch:
         if self.postgres:
             assert self.samples > 10
             assert self.idle_in_transaction == 0, self
-            assert self.connections <= 15, self  # the pool (5 + 10 overflow) and no more
+            assert self.connections <= POOL_SIZE + POOL_OVERFLOW, self  # the pool and no more
 
 
 def slots_held(service: Service, tenant: Tenant) -> int:
