@@ -160,15 +160,22 @@ def test_a_64_mib_header_is_refused_within_milliseconds(service: Service, victim
     with peak_rss_growth(service) as growth, flooding(flood, copies=2) as exchanges:
         attacked = victim.medians()
     log_answers(exchanges)
+    # Each refused connection is held a moment (REFUSAL_LINGER_S) so that its client can
+    # read the 431: attackers reconnecting as fast as they can may fill the connection cap
+    # with these, and are then refused at the door (503) until some have closed.
+    eventually(lambda: client_connections(service) <= connections, 10, "connections closed")
     assert_unharmed(calm, attacked)
     assert growth[0] < RSS_GROWTH_LIMIT, growth
-    assert exchanges
+    answers = [status_of(exchange.reply) for exchange in exchanges]
+    assert 431 in answers
     for exchange in exchanges:
-        org_error(exchange.reply, 431, "REQUEST_TOO_LARGE")
+        if status_of(exchange.reply) == 503:
+            org_error(exchange.reply, 503, "SERVICE_UNAVAILABLE")
+        else:
+            org_error(exchange.reply, 431, "REQUEST_TOO_LARGE")
         assert exchange.answered_after_s is not None
         assert exchange.answered_after_s < PROMPT_S
         assert exchange.sent < 16 * MiB
-    eventually(lambda: client_connections(service) <= connections, 10, "connections closed")
 
 
 def test_300_slow_header_connections_are_closed_by_the_header_timeout(
