@@ -6,12 +6,15 @@ an operator runs, talking over real HTTP to whatever OpenAI base URL it is given
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -46,20 +49,34 @@ def service_env(
     return env
 
 
+_cli_lock = threading.Lock()
+
+
 def run_cli(env: Mapping[str, str], *args: str, stdin: str | None = None) -> dict[str, Any]:
-    """Run `vectorgate ARGS --json` and return its JSON object (raises on failure)."""
-    done = subprocess.run(
-        [sys.executable, "-m", "vectorgate", *args, "--json"],
-        env=dict(env),
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"vectorgate {' '.join(args)} failed: {done.stdout}{done.stderr}")
-    result: dict[str, Any] = json.loads(done.stdout)
+    """Run `vectorgate ARGS --json` with `env` as its environment; its JSON object.
+
+    In this process (the command's `main`, with the environment, stdin and stdout it
+    would have had): a new interpreter costs most of a second per command, and tests
+    make hundreds. One command at a time, as those are the process's. `vectorgate serve`
+    always runs as a process of its own."""
+    from vectorgate.cli import main
+
+    out = io.StringIO()
+    with _cli_lock:
+        saved_environ, saved_stdin = dict(os.environ), sys.stdin
+        os.environ.clear()
+        os.environ.update(env)
+        sys.stdin = io.StringIO(stdin or "")
+        try:
+            with contextlib.redirect_stdout(out):
+                code = main([*args, "--json"])
+        finally:
+            os.environ.clear()
+            os.environ.update(saved_environ)
+            sys.stdin = saved_stdin
+    if code != 0:
+        raise RuntimeError(f"vectorgate {' '.join(args)} failed: {out.getvalue()}")
+    result: dict[str, Any] = json.loads(out.getvalue())
     return result
 
 
