@@ -66,6 +66,12 @@ def _status_kib(pid: int, field_name: str) -> int:
     raise RuntimeError(field_name)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of `pid` so far (its own threads, not its children)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @contextmanager
 def rss_growth(pid: int) -> Iterator[list[int]]:
     """Yields a list that receives the peak RSS growth (bytes) of `pid` over the block."""
@@ -231,11 +237,13 @@ def s1_vectorgate(setup: Setup, paths: list[Path], result: Runs) -> None:
         f"?credential={setup.credential}"
     )
     parts = [arg for p in paths for arg in ("-F", f"files=@{p};type=application/pdf")]
+    cpu_before = cpu_seconds(setup.service_pid)
     with rss_growth(setup.service_pid) as growth:
         wall, status, headers = curl_post(url, "-H", f"X-API-Key: {setup.api_key}", *parts)
     assert status == 200, status
     total = sum(p.stat().st_size for p in paths)
-    result.add(wall, growth[0], intake_mib_s=total / MiB / intake_seconds(headers))
+    cpu = cpu_seconds(setup.service_pid) - cpu_before
+    result.add(wall, growth[0], intake_mib_s=total / MiB / intake_seconds(headers), cpu_s=cpu)
     delete_all_files(setup.fake_url, setup.openai_key)
 
 
@@ -387,7 +395,9 @@ def main() -> None:
     parser.add_argument("--mib", type=int, default=50)
     parser.add_argument("--requests", type=int, default=500)
     parser.add_argument("--json", type=Path, help="also write the figures here")
-    parser.add_argument("--only", choices=["S1", "S2", "S3"], help="run one scenario (profiling)")
+    parser.add_argument(
+        "--only", choices=["S1", "S2", "S3"], help="run one scenario and its baseline, taking turns"
+    )
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="vg-bench-") as tmp, ExitStack() as stack:
@@ -427,13 +437,32 @@ def main() -> None:
         print(f"benchmark: {n} runs per scenario, median reported", file=sys.stderr)
         if args.only:
             print(f"service pid {service.pid}", file=sys.stderr, flush=True)
-            only = {
-                "S1": lambda r: s1_vectorgate(setup, paths, r),
-                "S2": lambda r: s2_vectorgate(setup, body, r),
-                "S3": lambda r: s3_vectorgate(setup, args.requests, r),
+            only, baseline = {
+                "S1": (
+                    lambda r: s1_vectorgate(setup, paths, r),
+                    lambda r: s1_direct(setup, paths, r),
+                ),
+                "S2": (lambda r: s2_vectorgate(setup, body, r), lambda r: s2_naive(naive, body, r)),
+                "S3": (
+                    lambda r: s3_vectorgate(setup, args.requests, r),
+                    lambda r: s3_direct(setup, args.requests, r),
+                ),
             }[args.only]
-            runs = repeat(n, only)
+            # The scenario and its baseline take turns, so that the machine's load weighs on
+            # both alike.
+            runs, base = Runs(), Runs()
+            for _ in range(n):
+                only(runs)
+                baseline(base)
             print(f"{args.only}: walls {runs.walls} {runs.extra}")
+            print(f"{args.only} baseline: walls {base.walls} {base.extra}")
+            print(f"{args.only}: median wall {runs.wall():.3f} s, baseline {base.wall():.3f} s")
+            if args.only in ("S1", "S2"):
+                print(f"{args.only}: wall ratio {runs.wall() / base.wall():.3f}")
+            else:
+                print(f"S3: throughput ratio {runs.median('rps') / base.median('rps'):.3f}")
+            if "cpu_s" in runs.extra:
+                print(f"{args.only}: median service CPU {runs.median('cpu_s'):.3f} s per run")
             return
         s1 = repeat(n, lambda r: s1_vectorgate(setup, paths, r))
         s1b = repeat(n, lambda r: s1_direct(setup, paths, r))
