@@ -171,7 +171,7 @@ def world(service: Service, fake_openai: FakeOpenAI) -> World:
         party = make_party(service, fake_openai)
     with httpx.Client(base_url=service.running.base_url, timeout=60) as client:
         other = second_store(client, party, fake_openai)
-        expiring = create_key(client, party, scopes=list(ALL), expires_in_s=2)
+        expiring = create_key(client, party, scopes=list(ALL), expires_in_s=3)
         check = client.get(
             org_url(party.refs, "credentials"), headers={"X-API-Key": expiring["key"]}
         )
