@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import io
 import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 
+from vectorgate.audit.models import AuditEvent
 from vectorgate.cli import main
 from vectorgate.credentials.models import Credential
 from vectorgate.credentials.service import reveal_key
@@ -263,3 +267,136 @@ def test_a_credential_may_name_an_allowed_base_url(
     assert made["base_url"] == "https://llm.internal/v1"
     cli(*args, "--base-url", "https://llm.internal.evil.com/v1", stdin=OPENAI_KEY, expect=1)
     assert cli(*args, stdin=OPENAI_KEY)["base_url"] is None
+
+
+KEY_FIELDS = {
+    "id",
+    "name",
+    "key",
+    "prefix",
+    "scopes",
+    "vector_store_ids",
+    "expires_at",
+    "created_at",
+}
+
+
+def test_a_key_by_default_has_every_scope_every_store_and_no_expiry(cli: Any) -> None:
+    org = cli("orgs", "create", "Acme")["id"]
+    key = cli("api-keys", "create", "--org", org)
+    assert set(key) == KEY_FIELDS
+    assert key["name"] == "default"
+    assert key["scopes"] == ["upload", "read", "manage"]
+    assert key["vector_store_ids"] is None
+    assert key["expires_at"] is None
+
+
+def test_a_key_can_be_made_for_some_scopes_some_stores_and_a_lifetime(
+    cli: Any, fake: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("VECTORGATE_OPENAI_BASE_URL", fake.base_url)
+    org = cli("orgs", "create", "Acme")["id"]
+    cred = cli("credentials", "create", "--org", org, "--name", "m", stdin=OPENAI_KEY)["id"]
+    register = ("vector-stores", "register", "--org", org, "--credential", cred)
+    first = cli(*register, "--create", "one")["id"]
+    second = cli(*register, "--create", "two")["id"]
+
+    before = datetime.now(UTC)
+    key = cli(
+        "api-keys", "create", "--org", org, "--name", "browser",
+        "--scopes", "upload, read,upload",
+        "--vector-store", first, "--vector-store", second,
+        "--expires-in", "3600",
+    )  # fmt: skip
+    after = datetime.now(UTC)
+
+    assert set(key) == KEY_FIELDS
+    assert key["scopes"] == ["upload", "read"]
+    assert key["vector_store_ids"] == [first, second]
+    expires_at = datetime.fromisoformat(key["expires_at"])
+    assert before + timedelta(seconds=3599) <= expires_at <= after + timedelta(seconds=3601)
+
+
+@pytest.mark.parametrize(
+    ("flags", "problem"),
+    [
+        (("--scopes", "upload,admin"), "Unknown scope 'admin'"),
+        (("--scopes", ","), "at least one scope"),
+        (("--vector-store", "vs_notregistered"), "vs_notregistered is not registered"),
+        (("--expires-in", "0"), "expires_in_s must be between 1"),
+        (("--expires-in", "-5"), "expires_in_s must be between 1"),
+    ],
+)
+def test_a_key_with_an_impossible_grant_is_refused(
+    cli: Any, flags: tuple[str, ...], problem: str
+) -> None:
+    org = cli("orgs", "create", "Acme")["id"]
+    result = cli("api-keys", "create", "--org", org, *flags, expect=1)
+    assert problem in result["error"]
+    assert set(result) == {"error"}
+
+
+def audit_trail(database_url: str) -> list[tuple[str, str, str, str, str | None]]:
+    """(organization, type, target, actor type, actor id) of every audit event, oldest first."""
+
+    async def load() -> list[tuple[str, str, str, str, str | None]]:
+        engine = create_engine(database_url)
+        try:
+            async with create_sessionmaker(engine)() as session:
+                events = await session.scalars(select(AuditEvent).order_by(AuditEvent.created_at))
+                return [
+                    (e.organization_id, e.type, e.target_id, e.actor_type, e.actor_id)
+                    for e in events
+                ]
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(load())
+
+
+def audit_details(database_url: str) -> str:
+    async def load() -> str:
+        engine = create_engine(database_url)
+        try:
+            async with create_sessionmaker(engine)() as session:
+                return json.dumps([e.details for e in await session.scalars(select(AuditEvent))])
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(load())
+
+
+def test_every_change_of_the_cli_is_audited_with_the_cli_as_actor(
+    cli: Any, database_url: str, fake: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    old, new = generate_key(), generate_key()
+    monkeypatch.setenv("VECTORGATE_ENCRYPTION_KEYS", old)
+    monkeypatch.setenv("VECTORGATE_OPENAI_BASE_URL", fake.base_url)
+    org, other = cli("orgs", "create", "Acme")["id"], cli("orgs", "create", "Other")["id"]
+    key = cli("api-keys", "create", "--org", org, "--scopes", "read")
+    cli("api-keys", "revoke", key["prefix"])
+    cred = cli("credentials", "create", "--org", org, "--name", "m", stdin=OPENAI_KEY)["id"]
+    theirs = cli("credentials", "create", "--org", other, "--name", "m", stdin=OPENAI_KEY)["id"]
+    register = ("vector-stores", "register", "--org", org, "--credential", cred)
+    store = cli(*register, "--create", "docs")["id"]
+    monkeypatch.setenv("VECTORGATE_ENCRYPTION_KEYS", f"{new},{old}")
+    assert cli("credentials", "rotate")["rotated"] == 2
+
+    trail = audit_trail(database_url)
+    assert {(actor_type, actor_id) for *_, actor_type, actor_id in trail} == {("cli", None)}
+    assert [event[:3] for event in trail[:7]] == [
+        (org, "organization.created", org),
+        (other, "organization.created", other),
+        (org, "api_key.created", key["id"]),
+        (org, "api_key.revoked", key["id"]),
+        (org, "credential.created", cred),
+        (other, "credential.created", theirs),
+        (org, "vector_store.registered", store),
+    ]
+    # Rotation: one event per credential, each in its own organization.
+    assert sorted(event[:3] for event in trail[7:]) == sorted(
+        [(org, "credential.rotated", cred), (other, "credential.rotated", theirs)]
+    )
+    details = audit_details(database_url)
+    for secret in (OPENAI_KEY, key["key"], hashlib.sha256(key["key"].encode()).hexdigest()):
+        assert secret not in details

@@ -21,6 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from swagger_ui_bundle import swagger_ui_path  # type: ignore[import-untyped]
 
 from vectorgate import __version__
+from vectorgate.audit.routes import router as audit_router
 from vectorgate.credentials.routes import router as credentials_router
 from vectorgate.db import create_engine, create_sessionmaker
 from vectorgate.deps import Resources
@@ -34,6 +35,7 @@ from vectorgate.flowise.routes import router as flowise_router
 from vectorgate.health import router as health_router
 from vectorgate.limits import JSON_BODY_MODELS, BodyReadDeadline
 from vectorgate.observability import RequestLogMiddleware
+from vectorgate.organizations.routes import router as api_keys_router
 from vectorgate.security.encryption import load_keyring
 from vectorgate.settings import Settings
 from vectorgate.uploads.staging import StagingArea
@@ -138,6 +140,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(flowise_router)
     app.include_router(credentials_router)
     app.include_router(vector_stores_router)
+    app.include_router(api_keys_router)
+    app.include_router(audit_router)
     return app
 
 

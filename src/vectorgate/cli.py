@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from vectorgate.db import create_engine, create_sessionmaker
 from vectorgate.errors import AppError
+from vectorgate.organizations.models import ALL_SCOPES
 from vectorgate.security.encryption import DecryptionError, Secret, load_keyring
 from vectorgate.settings import Settings
 
@@ -70,6 +71,21 @@ def _parser() -> argparse.ArgumentParser:
     create_key = keys.add_parser("create", parents=[common], help="create a key (shown once)")
     create_key.add_argument("--org", required=True)
     create_key.add_argument("--name", default="default")
+    create_key.add_argument(
+        "--scopes",
+        default=",".join(ALL_SCOPES),
+        help="comma-separated, of upload, read, manage (default: all three)",
+    )
+    create_key.add_argument(
+        "--vector-store",
+        action="append",
+        dest="vector_stores",
+        metavar="VS_ID",
+        help="a registered store the key acts on; repeatable (default: all of them)",
+    )
+    create_key.add_argument(
+        "--expires-in", type=int, metavar="SECONDS", help="lifetime (default: never expires)"
+    )
     create_key.set_defaults(handler=_create_key)
     revoke = keys.add_parser("revoke", parents=[common], help="revoke a key by prefix or id")
     revoke.add_argument("key")
@@ -185,27 +201,46 @@ async def _in_transaction(
 
 
 async def _create_org(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
+    from vectorgate.audit.service import CLI
     from vectorgate.organizations.service import create_organization
 
     async def work(session: AsyncSession) -> dict[str, Any]:
-        org = await create_organization(session, args.name)
+        org = await create_organization(session, args.name, CLI)
         return {"id": org.id, "name": org.name, "text": org.id}
 
     return await _in_transaction(settings, work)
 
 
 async def _create_key(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
+    from vectorgate.audit.service import CLI
     from vectorgate.errors import not_found
-    from vectorgate.organizations.service import create_api_key, get_organization
+    from vectorgate.organizations.service import create_api_key, get_organization, lifetime_end
+    from vectorgate.schemas import iso_millis
+
+    scopes = [scope.strip() for scope in args.scopes.split(",") if scope.strip()]
 
     async def work(session: AsyncSession) -> dict[str, Any]:
         if await get_organization(session, args.org) is None:
             raise not_found(f"Organization {args.org} not found")
-        issued = await create_api_key(session, args.org, args.name)
+        issued = await create_api_key(
+            session,
+            args.org,
+            args.name,
+            CLI,
+            scopes=scopes,
+            vector_store_ids=args.vector_stores,
+            expires_at=lifetime_end(args.expires_in),
+        )
+        record = issued.record
         return {
-            "id": issued.record.id,
+            "id": record.id,
+            "name": record.name,
             "key": issued.key,
-            "prefix": issued.record.prefix,
+            "prefix": record.prefix,
+            "scopes": record.scopes,
+            "vector_store_ids": record.vector_store_ids,
+            "expires_at": iso_millis(record.expires_at) if record.expires_at else None,
+            "created_at": iso_millis(record.created_at),
             "text": issued.key,
         }
 
@@ -213,11 +248,12 @@ async def _create_key(args: argparse.Namespace, settings: Settings) -> dict[str,
 
 
 async def _revoke_key(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
+    from vectorgate.audit.service import CLI
     from vectorgate.errors import not_found
     from vectorgate.organizations.service import revoke_api_key
 
     async def work(session: AsyncSession) -> dict[str, Any]:
-        revoked = await revoke_api_key(session, args.key)
+        revoked = await revoke_api_key(session, args.key, CLI)
         if not revoked:
             raise not_found(f"No live API key matches {args.key}")
         return {"revoked": [record.id for record in revoked]}
@@ -226,6 +262,7 @@ async def _revoke_key(args: argparse.Namespace, settings: Settings) -> dict[str,
 
 
 async def _create_credential(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
+    from vectorgate.audit.service import CLI
     from vectorgate.credentials.schemas import check_api_key
     from vectorgate.credentials.service import create_credential
     from vectorgate.errors import not_found
@@ -246,6 +283,7 @@ async def _create_credential(args: argparse.Namespace, settings: Settings) -> di
             args.org,
             args.name,
             api_key,
+            CLI,
             base_url=args.base_url,
             allowed_base_urls=settings.upstream_allowed_base_urls,
         )
@@ -260,12 +298,13 @@ async def _create_credential(args: argparse.Namespace, settings: Settings) -> di
 
 
 async def _rotate(_args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
+    from vectorgate.audit.service import CLI
     from vectorgate.credentials.service import rotate_credentials
 
     keyring = load_keyring(settings.encryption_keys.get_secret_value(), settings.data_dir)
 
     async def work(session: AsyncSession) -> dict[str, Any]:
-        rotated, undecryptable = await rotate_credentials(session, keyring)
+        rotated, undecryptable = await rotate_credentials(session, keyring, CLI)
         return {"rotated": rotated, "undecryptable": undecryptable}
 
     result = await _in_transaction(settings, work)
@@ -278,6 +317,7 @@ async def _rotate(_args: argparse.Namespace, settings: Settings) -> dict[str, An
 
 
 async def _register(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
+    from vectorgate.audit.service import CLI
     from vectorgate.upstream.client import create_base_client
     from vectorgate.vector_stores.service import register_vector_store
 
@@ -291,6 +331,7 @@ async def _register(args: argparse.Namespace, settings: Settings) -> dict[str, A
             client,
             args.org,
             args.credential,
+            CLI,
             create_name=args.create,
             vector_store_id=args.id,
         )

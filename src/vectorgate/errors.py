@@ -32,6 +32,7 @@ class ErrorCode(StrEnum):
     UNSUPPORTED_FILE_TYPE = "UNSUPPORTED_FILE_TYPE"
     NOT_FOUND = "NOT_FOUND"
     UNAUTHORIZED = "UNAUTHORIZED"
+    FORBIDDEN = "FORBIDDEN"
     CONFLICT = "CONFLICT"
     RATE_LIMITED = "RATE_LIMITED"
     UPSTREAM_ERROR = "UPSTREAM_ERROR"
@@ -79,6 +80,10 @@ def unauthorized(message: str = "Missing or invalid API key") -> AppError:
     return AppError(401, ErrorCode.UNAUTHORIZED, message)
 
 
+def forbidden(message: str, **details: Any) -> AppError:
+    return AppError(403, ErrorCode.FORBIDDEN, message, details=details)
+
+
 def body_too_large(max_body_bytes: int) -> AppError:
     return AppError(
         413,
@@ -117,6 +122,7 @@ FLOWISE_PREFIX = "/api/v1/"
 _STATUS_CODES = {
     400: ErrorCode.INVALID_REQUEST,
     401: ErrorCode.UNAUTHORIZED,
+    403: ErrorCode.FORBIDDEN,
     404: ErrorCode.NOT_FOUND,
     405: ErrorCode.INVALID_REQUEST,
     408: ErrorCode.REQUEST_TIMEOUT,

@@ -21,7 +21,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from vectorgate.deps import CallerDep, SettingsDep
+from vectorgate.deps import AuthenticatedDep, SettingsDep
 from vectorgate.errors import AppError, ErrorCode, disk_full
 
 M = TypeVar("M", bound=BaseModel)
@@ -76,12 +76,14 @@ async def read_json(request: Request, model: type[M], limit: int) -> M:
 def json_body(model: type[M]) -> Any:
     """`Depends` that reads `model` from the JSON body, after the caller is authenticated.
 
-    Use as `body: Annotated[Model, json_body(Model)]`, with `json_request_body(Model)` as
-    the route's `openapi_extra` so the schema still shows the body.
+    Use as `body: Annotated[Model, json_body(Model)]`, declared after the route's `Access`
+    alias (so a key without the scope is refused before its body is read), with
+    `json_request_body(Model)` as the route's `openapi_extra` so the schema still shows
+    the body.
     """
     JSON_BODY_MODELS[model.__name__] = model
 
-    async def read(request: Request, _caller: CallerDep, settings: SettingsDep) -> M:
+    async def read(request: Request, _caller: AuthenticatedDep, settings: SettingsDep) -> M:
         return await read_json(request, model, settings.max_json_body_bytes)
 
     return Depends(read)

@@ -1,5 +1,6 @@
 """Every table, imported in one place so the metadata is complete for Alembic and tests."""
 
+from vectorgate.audit.models import AuditEvent
 from vectorgate.credentials.models import Credential
 from vectorgate.db import Base
 from vectorgate.organizations.models import ApiKey, Organization
@@ -7,6 +8,7 @@ from vectorgate.uploads.models import IdempotencyKey, UploadSlot, UpstreamUpload
 from vectorgate.vector_stores.models import FileBatch, VectorStore, VectorStoreFile
 
 __all__ = [
+    "AuditEvent",
     "FileBatch",
     "IdempotencyKey",
     "ApiKey",

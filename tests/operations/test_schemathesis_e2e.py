@@ -38,14 +38,18 @@ BINDINGS = {
     "path.vector_store_id": ("vector_stores", 0.7),
     "path.credential_id": ("credentials", 0.7),
     "path.file_id": ("files", 0.7),
+    "path.key_id": ("api_keys", 0.7),
     "query.credential": ("credentials", 0.7),
-    "query.after": ("files", 0.5),
+    "query.after": ("cursors", 0.5),
     "body.credential_id": ("credentials", 0.7),
 }
 
 # A schema cannot say "a real PDF" or "a name with an extension": a schema-valid upload
 # may still be refused for what its files hold, with the statuses SPEC 3.1 gives for that.
 UPLOAD_CONTENT_REFUSALS = (400, 413, 415)
+# Nor can it say "a store registered to this organization": a new key naming any other
+# store is a 400 (SPEC 9.1).
+API_KEY_CREATION = "POST /v1/organizations/{org_id}/api-keys"
 
 
 def schemathesis_config(ids: dict[str, list[str]]) -> str:
@@ -61,19 +65,38 @@ def schemathesis_config(ids: dict[str, list[str]]) -> str:
         "[[operations]]",
         'include-path-regex = "(upload-base64|openai-assistants-vector-store)"',
         f"checks.positive_data_acceptance.expected-statuses = {accepted}",
+        "",
+        "[[operations]]",
+        f'include-name = "{API_KEY_CREATION}"',
+        f"checks.positive_data_acceptance.expected-statuses = {[201, 400, 401, 403, 404]}",
     ]
     return "\n".join(lines) + "\n"
 
 
 def known_ids(client: httpx.Client, tenant: Tenant, fake: FakeOpenAI) -> dict[str, list[str]]:
-    """The tenant's registered vector store holding one uploaded file."""
+    """The tenant's registered vector store holding one uploaded file, two keys to revoke
+    (never the one the run uses) and its newest audit event."""
     store = register_store(client, tenant, fake)
     record = upload_text(client, tenant, store)
+    keys_url = f"/v1/organizations/{tenant.org_id}/api-keys"
+    keys = []
+    for name in ("fuzz-1", "fuzz-2"):
+        response = client.post(
+            keys_url, json={"name": name, "scopes": ["read"]}, headers=tenant.headers
+        )
+        assert response.status_code == 201, response.text
+        keys.append(response.json()["id"])
+    events = client.get(
+        f"/v1/organizations/{tenant.org_id}/audit-events", headers=tenant.headers
+    ).json()["data"]
+    files = [record["id"], record["file_id"]]
     return {
         "organizations": [tenant.org_id],
         "credentials": [tenant.credential_id],
         "vector_stores": [store],
-        "files": [record["id"], record["file_id"]],
+        "files": files,
+        "api_keys": keys,
+        "cursors": [*files, events[0]["id"]],
     }
 
 
@@ -104,6 +127,9 @@ def test_schemathesis_finds_no_failure(
     )  # fmt: skip
     summary = done.stdout[-6000:]
     assert done.returncode == 0, summary
-    assert "Dictionaries:     4 dictionaries" in done.stdout, summary
+    assert "Dictionaries:     6 dictionaries" in done.stdout, summary
     assert "failures" not in summary.splitlines()[-1], summary
     assert "Traceback" not in service.running.log()
+    # Its key could revoke itself (SPEC 9.1); had it, the rest of the run was only 401s.
+    still = client.get(f"/v1/organizations/{tenant.org_id}/credentials", headers=tenant.headers)
+    assert still.status_code == 200, "the run revoked its own key"

@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from vectorgate.audit.service import CLI
 from vectorgate.credentials.service import create_credential
 from vectorgate.db import create_engine, create_sessionmaker, new_id, utcnow
 from vectorgate.organizations.service import create_organization
@@ -24,7 +25,7 @@ GRACE_S = 30
 
 async def new_org(sessionmaker: async_sessionmaker[AsyncSession]) -> str:
     async with sessionmaker() as session, session.begin():
-        return (await create_organization(session, "purge")).id
+        return (await create_organization(session, "purge", CLI)).id
 
 
 def slot(org: str, expires_in_s: float) -> UploadSlot:
@@ -77,7 +78,7 @@ async def test_only_slots_long_expired_and_not_in_the_journal_are_purged(
     long_expired, journalled = slot(org, -GRACE_S - 60), slot(org, -GRACE_S - 60)
     async with sessionmaker() as session, session.begin():
         credential = await create_credential(
-            session, Keyring([generate_key()]), org, "main", Secret("sk-test-purge")
+            session, Keyring([generate_key()]), org, "main", Secret("sk-test-purge"), CLI
         )
         session.add_all([live, just_expired, long_expired, journalled])
         session.add(

@@ -7,6 +7,7 @@ import pytest
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from vectorgate.audit.service import CLI
 from vectorgate.db import create_engine, create_sessionmaker, utcnow
 from vectorgate.errors import AppError
 from vectorgate.organizations.service import create_organization
@@ -29,7 +30,7 @@ MB = SMALL_BODY_BYTES  # a body over this much is reserved in the database
 
 async def new_org(sessionmaker: async_sessionmaker[AsyncSession]) -> str:
     async with sessionmaker() as session, session.begin():
-        return (await create_organization(session, "slots")).id
+        return (await create_organization(session, "slots", CLI)).id
 
 
 async def test_limit_holds_under_concurrent_acquirers(

@@ -9,24 +9,31 @@ from sqlalchemy import select
 
 from vectorgate.credentials.models import Credential
 from vectorgate.credentials.schemas import CredentialCreate, CredentialList, CredentialOut
-from vectorgate.credentials.service import create_credential, get_credential
-from vectorgate.deps import OrgCallerDep, PathId, ResourcesDep, SessionDep
-from vectorgate.errors import AppError, ErrorCode, OrgErrorBody, documented_errors
+from vectorgate.credentials.service import create_credential, remove_credential
+from vectorgate.deps import (
+    ORGANIZATION_PATH,
+    ManageCaller,
+    PathId,
+    ReadCaller,
+    ResourcesDep,
+    SessionDep,
+)
+from vectorgate.errors import OrgErrorBody, documented_errors
 from vectorgate.limits import json_body, json_request_body
 from vectorgate.security.encryption import Secret
-from vectorgate.vector_stores.models import VectorStore
 from vectorgate.vector_stores.schemas import Deleted
 
 router = APIRouter(
     prefix="/v1/organizations/{org_id}/credentials",
     tags=["credentials"],
-    responses=documented_errors(OrgErrorBody, 400, 401, 404, 409, 413, 415, 429, 500, 502),
+    dependencies=[ORGANIZATION_PATH],
+    responses=documented_errors(OrgErrorBody, 400, 401, 403, 404, 409, 413, 415, 429, 500, 502),
 )
 
 
 @router.post("", status_code=201, openapi_extra=json_request_body(CredentialCreate))
 async def add_credential(
-    caller: OrgCallerDep,
+    caller: ManageCaller,
     body: Annotated[CredentialCreate, json_body(CredentialCreate)],
     session: SessionDep,
     resources: ResourcesDep,
@@ -38,6 +45,7 @@ async def add_credential(
         caller.organization_id,
         body.name,
         Secret(body.api_key.get_secret_value()),
+        caller.actor,
         base_url=body.base_url,
         allowed_base_urls=resources.settings.upstream_allowed_base_urls,
     )
@@ -45,7 +53,7 @@ async def add_credential(
 
 
 @router.get("")
-async def list_credentials(caller: OrgCallerDep, session: SessionDep) -> CredentialList:
+async def list_credentials(caller: ReadCaller, session: SessionDep) -> CredentialList:
     """List the organization's credentials (key hints only)."""
     rows = await session.scalars(
         select(Credential)
@@ -59,24 +67,14 @@ async def list_credentials(caller: OrgCallerDep, session: SessionDep) -> Credent
 
 @router.delete("/{credential_id}")
 async def delete_credential(
-    credential_id: PathId, caller: OrgCallerDep, session: SessionDep
+    credential_id: PathId, caller: ManageCaller, session: SessionDep
 ) -> Deleted:
     """Delete a credential that no registered vector store uses."""
-    credential = await get_credential(session, caller.organization_id, credential_id)
-    users = (
-        await session.scalars(
-            select(VectorStore.id).where(
-                VectorStore.organization_id == caller.organization_id,
-                VectorStore.credential_id == credential_id,
-            )
-        )
-    ).all()
-    if users:
-        raise AppError(
-            409,
-            ErrorCode.CONFLICT,
-            f"Credential is used by vector stores {', '.join(users)}; unregister them first",
-        )
-    await session.delete(credential)
-    await session.flush()
+    await remove_credential(
+        session,
+        caller.organization_id,
+        credential_id,
+        caller.actor,
+        may_name_store=caller.may_use_store,
+    )
     return Deleted(id=credential_id)

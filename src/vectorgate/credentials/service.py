@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from urllib.parse import urlsplit
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from vectorgate.audit.service import Actor, EventType, record_event
 from vectorgate.credentials.models import Credential
-from vectorgate.errors import bad_request, not_found
+from vectorgate.errors import AppError, ErrorCode, bad_request, not_found
 from vectorgate.security.encryption import DecryptionError, Keyring, Secret
+from vectorgate.vector_stores.models import VectorStore
 
 
 async def create_credential(
@@ -20,6 +22,7 @@ async def create_credential(
     org_id: str,
     name: str,
     api_key: Secret,
+    actor: Actor,
     *,
     base_url: str | None = None,
     allowed_base_urls: Sequence[str] = (),
@@ -37,8 +40,46 @@ async def create_credential(
         base_url=base_url,
     )
     session.add(credential)
+    # The hint and the base URL say which key this is; the key itself never goes here.
+    details = {"name": name, "key_hint": credential.key_hint, "base_url": base_url}
+    record_event(session, org_id, actor, EventType.CREDENTIAL_CREATED, credential_id, details)
     await session.flush()
     return credential
+
+
+async def remove_credential(
+    session: AsyncSession,
+    org_id: str,
+    credential_id: str,
+    actor: Actor,
+    *,
+    may_name_store: Callable[[str], bool] = lambda _store: True,
+) -> None:
+    """Delete a credential no registered vector store uses (409 naming those that do,
+    as far as `may_name_store` lets the caller see them; the others are only counted)."""
+    credential = await get_credential(session, org_id, credential_id)
+    users = (
+        await session.scalars(
+            select(VectorStore.id)
+            .where(
+                VectorStore.organization_id == org_id, VectorStore.credential_id == credential_id
+            )
+            .order_by(VectorStore.id)
+        )
+    ).all()
+    if users:
+        named = [store for store in users if may_name_store(store)]
+        others = len(users) - len(named)
+        stores = ", ".join(named + ([f"{others} other(s)"] if others else []))
+        raise AppError(
+            409,
+            ErrorCode.CONFLICT,
+            f"Credential is used by vector stores {stores}; unregister them first",
+        )
+    await session.delete(credential)
+    details = {"name": credential.name}
+    record_event(session, org_id, actor, EventType.CREDENTIAL_DELETED, credential_id, details)
+    await session.flush()
 
 
 async def get_credential(session: AsyncSession, org_id: str, credential_id: str) -> Credential:
@@ -106,8 +147,10 @@ def reveal_key(keyring: Keyring, credential: Credential) -> Secret:
     return keyring.decrypt(credential.ciphertext, associated_data=credential.id)
 
 
-async def rotate_credentials(session: AsyncSession, keyring: Keyring) -> tuple[int, list[str]]:
-    """Re-encrypt every credential not yet under the primary key.
+async def rotate_credentials(
+    session: AsyncSession, keyring: Keyring, actor: Actor
+) -> tuple[int, list[str]]:
+    """Re-encrypt every credential not yet under the primary key (one audit event each).
 
     Returns how many were rotated and the ids of those no configured key can decrypt
     (they are left as they are, so adding the missing key and rotating again fixes them).
@@ -122,6 +165,14 @@ async def rotate_credentials(session: AsyncSession, keyring: Keyring) -> tuple[i
             undecryptable.append(credential.id)
             continue
         credential.ciphertext = keyring.encrypt(secret, associated_data=credential.id)
+        record_event(
+            session,
+            credential.organization_id,
+            actor,
+            EventType.CREDENTIAL_ROTATED,
+            credential.id,
+            {"name": credential.name},
+        )
         rotated += 1
     await session.flush()
     return rotated, undecryptable

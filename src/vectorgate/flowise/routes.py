@@ -10,7 +10,7 @@ from fastapi import APIRouter, Header, Query, Request
 from openai.types import FileObject
 
 from vectorgate.credentials.service import get_credential, reveal_key
-from vectorgate.deps import CallerDep, PathId, ResourcesDep
+from vectorgate.deps import FlowiseUploadCaller, PathId, ResourcesDep
 from vectorgate.errors import FlowiseErrorBody, documented_errors
 from vectorgate.flowise.schemas import OpenAIFile
 from vectorgate.ingest import content_checker, ingest, reject_oversized_body
@@ -43,7 +43,9 @@ def flowise_file(file: FileObject, filename: str) -> dict[str, object]:
 
 router = APIRouter(
     tags=["flowise"],
-    responses=documented_errors(FlowiseErrorBody, 400, 401, 404, 409, 413, 415, 429, 500, 502, 504),
+    responses=documented_errors(
+        FlowiseErrorBody, 400, 401, 403, 404, 409, 413, 415, 429, 500, 502, 504
+    ),
 )
 
 
@@ -76,7 +78,7 @@ _MULTIPART_BODY: dict[str, Any] = {
 )
 async def upload_to_vector_store(
     request: Request,
-    caller: CallerDep,
+    caller: FlowiseUploadCaller,
     resources: ResourcesDep,
     id: PathId,
     credential: Annotated[str, Query(pattern=ID_PATTERN)],

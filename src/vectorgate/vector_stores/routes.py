@@ -10,8 +10,16 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Query, Request
 
 from vectorgate.db import utcnow
-from vectorgate.deps import OrgCallerDep, PathId, ResourcesDep, SessionDep
-from vectorgate.errors import OrgErrorBody, documented_errors
+from vectorgate.deps import (
+    ORGANIZATION_PATH,
+    ManageCaller,
+    PathId,
+    ReadCaller,
+    ResourcesDep,
+    SessionDep,
+    UploadCaller,
+)
+from vectorgate.errors import OrgErrorBody, documented_errors, forbidden, not_found
 from vectorgate.ingest import content_checker, ingest, reject_oversized_body
 from vectorgate.limits import json_body, json_request_body
 from vectorgate.schemas import ID_PATTERN
@@ -49,7 +57,10 @@ from vectorgate.vector_stores.service import (
 router = APIRouter(
     prefix="/v1/organizations/{org_id}/vector-stores",
     tags=["vector stores"],
-    responses=documented_errors(OrgErrorBody, 400, 401, 404, 409, 413, 415, 429, 500, 502, 504),
+    dependencies=[ORGANIZATION_PATH],
+    responses=documented_errors(
+        OrgErrorBody, 400, 401, 403, 404, 409, 413, 415, 429, 500, 502, 504
+    ),
 )
 
 _BASE64_BODY: dict[str, Any] = {
@@ -87,9 +98,15 @@ VectorStoreBody = Annotated[VectorStoreCreate, json_body(VectorStoreCreate)]
 
 @router.post("", status_code=201, openapi_extra=json_request_body(VectorStoreCreate))
 async def add_vector_store(
-    body: VectorStoreBody, caller: OrgCallerDep, session: SessionDep, resources: ResourcesDep
+    caller: ManageCaller, body: VectorStoreBody, session: SessionDep, resources: ResourcesDep
 ) -> VectorStoreOut:
     """Create a vector store at OpenAI and register it, or register an existing one."""
+    # The store is in the body, so its check is here rather than in Access. A store
+    # outside the key's list is answered as one OpenAI does not know.
+    if body.vector_store_id is None and caller.vector_store_ids is not None:
+        raise forbidden("An API key restricted to some vector stores cannot create new ones")
+    if body.vector_store_id is not None and not caller.may_use_store(body.vector_store_id):
+        raise not_found("Vector store not found")
     registration = await prepare_registration(
         session,
         resources.keyring,
@@ -101,22 +118,26 @@ async def add_vector_store(
     )
     await session.close()  # give the connection back before OpenAI is asked
     store = await find_or_create_upstream(registration)
-    store = await save_registration(resources.sessionmaker, registration, store)
+    store = await save_registration(resources.sessionmaker, registration, store, caller.actor)
     return VectorStoreOut.model_validate(store, from_attributes=True)
 
 
 @router.get("")
-async def list_stores(caller: OrgCallerDep, session: SessionDep) -> VectorStoreList:
-    """List the organization's registered vector stores."""
+async def list_stores(caller: ReadCaller, session: SessionDep) -> VectorStoreList:
+    """List the organization's registered vector stores (those the key may use)."""
     stores = await list_vector_stores(session, caller.organization_id)
     return VectorStoreList(
-        data=[VectorStoreOut.model_validate(s, from_attributes=True) for s in stores]
+        data=[
+            VectorStoreOut.model_validate(s, from_attributes=True)
+            for s in stores
+            if caller.may_use_store(s.id)
+        ]
     )
 
 
 @router.get("/{vector_store_id}")
 async def get_store(
-    vector_store_id: PathId, caller: OrgCallerDep, session: SessionDep
+    vector_store_id: PathId, caller: ReadCaller, session: SessionDep
 ) -> VectorStoreOut:
     """Get a registered vector store."""
     store = await get_vector_store(session, caller.organization_id, vector_store_id)
@@ -126,7 +147,7 @@ async def get_store(
 @router.delete("/{vector_store_id}")
 async def remove_store(
     vector_store_id: PathId,
-    caller: OrgCallerDep,
+    caller: ManageCaller,
     resources: ResourcesDep,
     delete_upstream: bool = False,
 ) -> Deleted:
@@ -137,6 +158,7 @@ async def remove_store(
         interactive(resources.openai, resources.settings.interactive_upstream_timeout_s),
         caller.organization_id,
         vector_store_id,
+        caller.actor,
         delete_upstream=delete_upstream,
     )
     return Deleted(id=vector_store_id)
@@ -150,7 +172,7 @@ async def remove_store(
 async def upload_base64(
     vector_store_id: PathId,
     request: Request,
-    caller: OrgCallerDep,
+    caller: UploadCaller,
     resources: ResourcesDep,
     idempotency_key: Annotated[str | None, Header()] = None,
 ) -> Any:
@@ -207,7 +229,7 @@ async def upload_base64(
 @router.get("/{vector_store_id}/files")
 async def list_files(
     vector_store_id: PathId,
-    caller: OrgCallerDep,
+    caller: ReadCaller,
     session: SessionDep,
     status: ProcessingStatus | None = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
@@ -226,7 +248,7 @@ async def list_files(
 async def file_status(
     vector_store_id: PathId,
     file_id: PathId,
-    caller: OrgCallerDep,
+    caller: ReadCaller,
     resources: ResourcesDep,
 ) -> FileStatus:
     """Processing status of one file, by `vsf_` id or OpenAI `file-` id."""

@@ -13,6 +13,7 @@ from sqlalchemy import and_, delete, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from vectorgate.audit.service import Actor, EventType, record_event
 from vectorgate.credentials.service import get_credential, reveal_key
 from vectorgate.db import new_id, utcnow, write_transaction
 from vectorgate.errors import AppError, ErrorCode, not_found
@@ -98,16 +99,32 @@ def record_name(upstream_name: str | None) -> str | None:
     return upstream_name[:_NAME_LENGTH]
 
 
+def _record_registration(
+    session: AsyncSession, registration: Registration, store: VectorStore, actor: Actor
+) -> None:
+    details = {
+        "name": store.name,
+        "credential_id": store.credential_id,
+        "created_upstream": registration.create_name is not None,
+    }
+    record_event(
+        session, store.organization_id, actor, EventType.VECTOR_STORE_REGISTERED, store.id, details
+    )
+
+
 async def save_registration(
     sessionmaker: async_sessionmaker[AsyncSession],
     registration: Registration,
     store: VectorStore,
+    actor: Actor,
 ) -> VectorStore:
-    """Write the record in a short transaction of its own. A concurrent request may have
-    registered the same store, or deleted the credential, since the reads: 409 or 404."""
+    """Write the record (and its audit event) in a short transaction of its own. A
+    concurrent request may have registered the same store, or deleted the credential,
+    since the reads: 409 or 404, and neither the record nor the event is written."""
     try:
         async with write_transaction(sessionmaker) as session:
             session.add(store)
+            _record_registration(session, registration, store, actor)
     except IntegrityError:
         if registration.create_name is not None:
             await _discard_created(registration, store.id)
@@ -136,6 +153,7 @@ async def register_vector_store(
     base_client: openai.AsyncOpenAI,
     org_id: str,
     credential_id: str,
+    actor: Actor,
     *,
     create_name: str | None = None,
     vector_store_id: str | None = None,
@@ -153,6 +171,7 @@ async def register_vector_store(
     )
     store = await find_or_create_upstream(registration)
     session.add(store)
+    _record_registration(session, registration, store, actor)
     await session.flush()
     return store
 
@@ -196,6 +215,7 @@ async def unregister_vector_store(
     base_client: openai.AsyncOpenAI,
     org_id: str,
     vector_store_id: str,
+    actor: Actor,
     *,
     delete_upstream: bool,
 ) -> None:
@@ -223,6 +243,14 @@ async def unregister_vector_store(
         if result.rowcount == 0:  # type: ignore[attr-defined]
             # A concurrent request unregistered it first.
             raise not_found("Vector store not found", vector_store_id=vector_store_id)
+        record_event(
+            session,
+            org_id,
+            actor,
+            EventType.VECTOR_STORE_UNREGISTERED,
+            vector_store_id,
+            {"deleted_upstream": delete_upstream},
+        )
 
 
 def add_file_records(
