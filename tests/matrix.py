@@ -30,6 +30,7 @@ from vectorgate.testing.service import run_cli
 
 ORG_API = "/v1/organizations/"
 FLOWISE_API = "/api/v1/"
+ADMIN_API = "/v1/admin/"
 ORG = "/v1/organizations/{org_id}"
 STORES = ORG + "/vector-stores"
 STORE = STORES + "/{vector_store_id}"
@@ -50,6 +51,7 @@ class Refs:
     upstream_file_id: str  # OpenAI's file- id
     api_key_id: str  # one of the organization's keys (key_...)
     audit_event_id: str  # one of the organization's audit events (aud_...)
+    upload_token_id: str  # one of the organization's upload tokens (upt_...)
 
 
 RANDOM_ID: dict[str, Callable[[], str]] = {
@@ -60,6 +62,7 @@ RANDOM_ID: dict[str, Callable[[], str]] = {
     "upstream_file_id": lambda: "file-" + secrets.token_hex(12),
     "api_key_id": lambda: "key_" + secrets.token_hex(12),
     "audit_event_id": lambda: "aud_" + secrets.token_hex(12),
+    "upload_token_id": lambda: "upt_" + secrets.token_hex(12),
 }
 
 
@@ -173,6 +176,16 @@ def throwaway_store(client: httpx.Client, party: Party, fake: FakeOpenAI) -> Ref
     return refs
 
 
+def throwaway_token(client: httpx.Client, party: Party, fake: FakeOpenAI) -> Refs:
+    response = client.post(
+        org_url(party.refs, "upload-tokens"),
+        json={"vector_store_id": party.refs.vector_store_id},
+        headers=party.tenant.headers,
+    )
+    assert response.status_code == 201, response.text
+    return replace(party.refs, upload_token_id=response.json()["id"])
+
+
 CREDENTIAL = Swap("its-credential", ("credential_id",))
 VECTOR_STORE = Swap("its-vector-store", ("vector_store_id",))
 CREDENTIAL_AND_STORE = Swap("its-credential-and-vector-store", ("credential_id", "vector_store_id"))
@@ -184,6 +197,7 @@ UPSTREAM_FILE_AND_STORE = Swap(
 )
 API_KEY = Swap("its-api-key", ("api_key_id",))
 AUDIT_EVENT = Swap("its-audit-event", ("audit_event_id",))
+UPLOAD_TOKEN = Swap("its-upload-token", ("upload_token_id",))
 
 ROUTES: tuple[Route, ...] = (
     Route(
@@ -331,6 +345,68 @@ ROUTES: tuple[Route, ...] = (
         lambda r: Call("GET", org_url(r, "audit-events"), params={"after": r.audit_event_id}),
         swaps=(AUDIT_EVENT,),
     ),
+    Route(
+        "mint-upload-token",
+        "POST",
+        ORG + "/upload-tokens",
+        lambda r: Call(
+            "POST", org_url(r, "upload-tokens"), json={"vector_store_id": r.vector_store_id}
+        ),
+        ok=201,
+        swaps=(VECTOR_STORE,),
+    ),
+    Route(
+        "revoke-upload-token",
+        "DELETE",
+        ORG + "/upload-tokens/{token_id}",
+        lambda r: Call("DELETE", org_url(r, "upload-tokens", r.upload_token_id)),
+        swaps=(UPLOAD_TOKEN,),
+        prepare=throwaway_token,
+    ),
+)
+
+
+ADMIN = "/v1/admin"
+
+# The admin API (SPEC 9.3): not the organization API's tenancy (an admin sees every
+# organization), so its own small matrix runs these (tests/admin/test_admin_e2e.py).
+ADMIN_ROUTES: tuple[Route, ...] = (
+    Route(
+        "admin-create-organization",
+        "POST",
+        ADMIN + "/organizations",
+        lambda r: Call("POST", ADMIN + "/organizations", json={"name": "admin-made"}),
+        ok=201,
+    ),
+    Route(
+        "admin-list-organizations",
+        "GET",
+        ADMIN + "/organizations",
+        lambda r: Call("GET", ADMIN + "/organizations"),
+    ),
+    Route(
+        "admin-create-api-key",
+        "POST",
+        ADMIN + "/organizations/{org_id}/api-keys",
+        lambda r: Call(
+            "POST",
+            f"{ADMIN}/organizations/{r.org_id}/api-keys",
+            json={"name": "admin-made", "scopes": ["read"]},
+        ),
+        ok=201,
+    ),
+    Route(
+        "admin-list-api-keys",
+        "GET",
+        ADMIN + "/organizations/{org_id}/api-keys",
+        lambda r: Call("GET", f"{ADMIN}/organizations/{r.org_id}/api-keys"),
+    ),
+    Route(
+        "admin-revoke-api-key",
+        "DELETE",
+        ADMIN + "/api-keys/{key_id}",
+        lambda r: Call("DELETE", f"{ADMIN}/api-keys/{r.api_key_id}"),
+    ),
 )
 
 
@@ -382,6 +458,12 @@ def setup_party(client: httpx.Client, tenant: Tenant, fake: FakeOpenAI, key_id: 
         headers=tenant.headers,
     )
     assert events.status_code == 200, events.text
+    token = client.post(
+        f"/v1/organizations/{tenant.org_id}/upload-tokens",
+        json={"vector_store_id": upstream},
+        headers=tenant.headers,
+    )
+    assert token.status_code == 201, token.text
     refs = Refs(
         tenant.org_id,
         tenant.credential_id,
@@ -390,6 +472,7 @@ def setup_party(client: httpx.Client, tenant: Tenant, fake: FakeOpenAI, key_id: 
         record["file_id"],
         key_id,
         events.json()["data"][0]["id"],
+        token.json()["id"],
     )
     party = Party(tenant, refs)
     wait_until_final(client, party)

@@ -34,6 +34,7 @@ import pytest
 
 from tests.e2e import Service, register_store, upload_text
 from tests.matrix import (
+    ADMIN_API,
     FLOWISE,
     ORG,
     RANDOM_ID,
@@ -52,7 +53,7 @@ from tests.matrix import (
     snapshot,
     wait_until_final,
 )
-from vectorgate.deps import Access, organization_in_path
+from vectorgate.deps import Access, AdminAccess, organization_in_path
 from vectorgate.testing.fake_openai import FakeOpenAI
 from vectorgate.testing.service import run_cli
 
@@ -62,30 +63,43 @@ UPLOAD, READ, MANAGE = "upload", "read", "manage"
 ALL = (UPLOAD, READ, MANAGE)
 
 # SPEC 9.1: both upload routes `upload`; every GET under the organization `read`, but
-# audit events; everything else `manage`.
-EXPECTED_SCOPES: dict[tuple[str, str], str] = {
-    ("POST", FLOWISE): UPLOAD,
-    ("POST", STORE + "/files/upload-base64"): UPLOAD,
-    ("GET", ORG + "/credentials"): READ,
-    ("GET", STORES): READ,
-    ("GET", STORE): READ,
-    ("GET", STORE + "/files"): READ,
-    ("GET", STORE + "/files/{file_id}/status"): READ,
-    ("GET", ORG + "/api-keys"): READ,
-    ("GET", ORG + "/audit-events"): MANAGE,
-    ("POST", ORG + "/credentials"): MANAGE,
-    ("DELETE", ORG + "/credentials/{credential_id}"): MANAGE,
-    ("POST", STORES): MANAGE,
-    ("DELETE", STORE): MANAGE,
-    ("POST", ORG + "/api-keys"): MANAGE,
-    ("DELETE", ORG + "/api-keys/{key_id}"): MANAGE,
+# audit events; everything else `manage`. SPEC 9.2: minting tokens `upload`, revoking
+# them `upload` or `manage` (a route may accept any of several scopes).
+EXPECTED_SCOPES: dict[tuple[str, str], tuple[str, ...]] = {
+    ("POST", FLOWISE): (UPLOAD,),
+    ("POST", STORE + "/files/upload-base64"): (UPLOAD,),
+    ("GET", ORG + "/credentials"): (READ,),
+    ("GET", STORES): (READ,),
+    ("GET", STORE): (READ,),
+    ("GET", STORE + "/files"): (READ,),
+    ("GET", STORE + "/files/{file_id}/status"): (READ,),
+    ("GET", ORG + "/api-keys"): (READ,),
+    ("GET", ORG + "/audit-events"): (MANAGE,),
+    ("POST", ORG + "/credentials"): (MANAGE,),
+    ("DELETE", ORG + "/credentials/{credential_id}"): (MANAGE,),
+    ("POST", STORES): (MANAGE,),
+    ("DELETE", STORE): (MANAGE,),
+    ("POST", ORG + "/api-keys"): (MANAGE,),
+    ("DELETE", ORG + "/api-keys/{key_id}"): (MANAGE,),
+    ("POST", ORG + "/upload-tokens"): (UPLOAD,),
+    ("DELETE", ORG + "/upload-tokens/{token_id}"): (UPLOAD, MANAGE),
 }
 # Routes a key may also use on itself without the scope: the path parameter naming it.
 ON_ITSELF = {("DELETE", ORG + "/api-keys/{key_id}"): "key_id"}
+# SPEC 9.2: the only routes an upload token may use (its store, its own files).
+TOKEN_ROUTES = {
+    ("POST", FLOWISE),
+    ("POST", STORE + "/files/upload-base64"),
+    ("GET", STORE + "/files/{file_id}/status"),
+}
 
 
-def scope_of(route: Route) -> str:
+def scope_of(route: Route) -> tuple[str, ...]:
     return EXPECTED_SCOPES[route.method, route.path]
+
+
+def takes_tokens(route: Route) -> bool:
+    return (route.method, route.path) in TOKEN_ROUTES
 
 
 # --- the declarations ----------------------------------------------------------------
@@ -93,7 +107,8 @@ def scope_of(route: Route) -> str:
 
 def test_every_route_needing_a_key_decides_access_first_with_the_expected_scope() -> None:
     routes = guarded_routes()
-    missing = sorted(set(routes) - set(EXPECTED_SCOPES))
+    admin = {(m, p) for m, p in routes if p.startswith(ADMIN_API)}
+    missing = sorted(set(routes) - admin - set(EXPECTED_SCOPES))
     assert not missing, f"routes without a row in EXPECTED_SCOPES: {missing}"
     stale = sorted(set(EXPECTED_SCOPES) - set(routes))
     assert not stale, f"rows in EXPECTED_SCOPES for routes the app does not have: {stale}"
@@ -106,10 +121,15 @@ def test_every_route_needing_a_key_decides_access_first_with_the_expected_scope(
         # First: nothing (a body, a session, an upload slot) is touched before it decides.
         assert deciding, f"{name} has no Access dependency"
         access = deciding[0]
+        if (method, path) in admin:
+            assert isinstance(access, AdminAccess), f"{name}: its first dependency is not admin"
+            assert not [c for c in deciding if isinstance(c, Access)], name
+            continue
         assert isinstance(access, Access), f"{name}: its first dependency is not Access"
         assert [c for c in deciding if isinstance(c, Access)] == [access], name
-        assert access.scope.value == EXPECTED_SCOPES[method, path], name
+        assert tuple(s.value for s in access.scopes) == EXPECTED_SCOPES[method, path], name
         assert access.or_self == ON_ITSELF.get((method, path)), name
+        assert access.tokens == ((method, path) in TOKEN_ROUTES), name
         store_param = "id" if path == FLOWISE else "vector_store_id"
         assert access.store_param == store_param, name
         names_store = "{" + store_param + "}" in path
@@ -128,7 +148,9 @@ class World:
     service: Service
     party: Party  # T, with its CLI key (every scope, every store) and S1
     other: Refs  # T's S2 and the file in it
-    lacking: dict[str, str]  # scope -> a key of T with the two other scopes
+    lacking: dict[tuple[str, ...], str]  # scopes -> a key of T with none of them
+    token: str  # an upload token for S1, minted by T's key
+    token_refs: Refs  # T's refs naming a file that token uploaded
     restricted: str  # a key of T with every scope, for S2 only
     expiring: str  # a key of T with every scope that expires during setup
     expires_at: datetime
@@ -156,6 +178,28 @@ def second_store(client: httpx.Client, party: Party, fake: FakeOpenAI) -> Refs:
     return refs
 
 
+def token_of(client: httpx.Client, party: Party) -> tuple[str, Refs]:
+    """An upload token for T's S1 and T's refs naming a file it uploaded."""
+    response = client.post(
+        org_url(party.refs, "upload-tokens"),
+        json={"vector_store_id": party.refs.vector_store_id, "max_files": 1000},
+        headers=party.tenant.headers,
+    )
+    assert response.status_code == 201, response.text
+    token: str = response.json()["token"]
+    uploaded = route_named("upload-base64").build(party.refs).send(client, auth(token))
+    assert uploaded.status_code == 200, uploaded.text
+    record = uploaded.json()["files"][0]
+    refs = replace(party.refs, file_id=record["id"], upstream_file_id=record["file_id"])
+    wait_until_final(client, Party(party.tenant, refs))
+    return token, refs
+
+
+def route_named(name: str) -> Route:
+    [route] = [r for r in ROUTES if r.name == name]
+    return route
+
+
 def stranger_key(service: Service) -> str:
     org = run_cli(service.env, "orgs", "create", f"stranger-{secrets.token_hex(3)}")["id"]
     key: str = run_cli(service.env, "api-keys", "create", "--org", org, "--scopes", READ)["key"]
@@ -177,9 +221,10 @@ def world(service: Service, fake_openai: FakeOpenAI) -> World:
         )
         assert check.status_code == 200, check.text  # it worked before it expired
         lacking = {
-            scope: create_key(client, party, scopes=[s for s in ALL if s != scope])["key"]
-            for scope in ALL
+            scopes: create_key(client, party, scopes=[s for s in ALL if s not in scopes])["key"]
+            for scopes in set(EXPECTED_SCOPES.values())
         }
+        token, token_refs = token_of(client, party)
         restricted = create_key(
             client, party, scopes=list(ALL), vector_store_ids=[other.vector_store_id]
         )["key"]
@@ -188,6 +233,8 @@ def world(service: Service, fake_openai: FakeOpenAI) -> World:
         party,
         other,
         lacking,
+        token,
+        token_refs,
         restricted,
         expiring["key"],
         datetime.fromisoformat(expiring["expires_at"]),
@@ -200,7 +247,13 @@ def no_key_logged(world: World) -> Iterator[None]:
     """After the test: no key of the world leaked into the service log."""
     yield
     log = world.service.running.log()
-    keys = [world.party.tenant.api_key, world.restricted, world.expiring, *world.lacking.values()]
+    keys = [
+        world.party.tenant.api_key,
+        world.restricted,
+        world.expiring,
+        world.token,
+        *world.lacking.values(),
+    ]
     assert not [key[:6] for key in keys if key in log]
 
 
@@ -223,14 +276,19 @@ def assert_forbidden(response: httpx.Response, route: Route) -> None:
         assert body["statusCode"] == 403
     else:
         assert body["error"]["code"] == "FORBIDDEN"
-        assert body["error"]["details"] == {"required_scope": scope_of(route)}
+        scopes = scope_of(route)
+        assert body["error"]["details"] == (
+            {"required_scope": scopes[0]} if len(scopes) == 1 else {"required_scopes": list(scopes)}
+        )
 
 
 EVERY_ROUTE = [pytest.param(route, id=route.name) for route in ROUTES]
 STORE_ROUTES = [pytest.param(r, id=r.name) for r in ROUTES if names_a_store(r)]
 ORG_ROUTES_NOT_READ = [
-    pytest.param(r, id=r.name) for r in ROUTES if not r.flowise and scope_of(r) != READ
+    pytest.param(r, id=r.name) for r in ROUTES if not r.flowise and READ not in scope_of(r)
 ]
+NOT_FOR_TOKENS = [pytest.param(r, id=r.name) for r in ROUTES if not takes_tokens(r)]
+FOR_TOKENS = [pytest.param(r, id=r.name) for r in ROUTES if takes_tokens(r)]
 
 
 # --- scopes --------------------------------------------------------------------------
@@ -284,6 +342,37 @@ def test_a_key_without_manage_may_revoke_itself(
         e for e in events if e["type"] == "api_key.revoked" and e["target_id"] == key["id"]
     ]
     assert revoked["actor"] == {"type": "api_key", "id": key["id"]}
+
+
+# --- upload tokens -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("route", NOT_FOR_TOKENS)
+def test_an_upload_token_is_403_on_every_route_it_was_not_made_for(
+    world: World, client: httpx.Client, fake_openai: FakeOpenAI, no_key_logged: None, route: Route
+) -> None:
+    refs = prepared(route, client, world, fake_openai)
+    before = snapshot(client, world.party, fake_openai)
+
+    response = route.build(refs).send(client, auth(world.token))
+
+    assert response.status_code == 403, response.text
+    body = response.json()
+    assert body["success"] is False
+    assert body["error"]["code"] == "FORBIDDEN"
+    assert world.token not in response.text
+    assert snapshot(client, world.party, fake_openai) == before
+
+
+@pytest.mark.parametrize("route", FOR_TOKENS)
+def test_an_upload_token_works_on_the_routes_made_for_it(
+    world: World, client: httpx.Client, no_key_logged: None, route: Route
+) -> None:
+    response = route.build(world.token_refs).send(client, auth(world.token))
+    assert response.status_code == route.ok, response.text
+    if "{file_id}" in route.path:  # the party's file, uploaded with a key: not the token's
+        other = route.build(world.party.refs).send(client, auth(world.token))
+        assert_not_found(other, route)
 
 
 # --- stores --------------------------------------------------------------------------

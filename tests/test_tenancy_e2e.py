@@ -6,7 +6,7 @@ record. For every route in ROUTES, each case is its own test:
 (a) B's key on A's organization path: 404 NOT_FOUND, exactly as for an organization
     that does not exist;
 (b) B's key on B's own path (or the org-less Flowise route) naming A's credential,
-    vector store, file, API key or audit event: 404, exactly as for a random id that
+    vector store, file, API key, audit event or upload token: 404, exactly as for a random id that
     does not exist (a new key naming A's store: 400, as for any unregistered store);
 (c) no key (also with a request that is otherwise invalid), a malformed key, an unknown
     key and a revoked key (as `X-API-Key` and as Bearer): 401;
@@ -36,6 +36,8 @@ import pytest
 
 from tests.e2e import Service
 from tests.matrix import (
+    ADMIN_API,
+    ADMIN_ROUTES,
     FLOWISE_API,
     OPEN_PATHS,
     ORG_API,
@@ -127,11 +129,15 @@ def assert_no_secret_logged(world: World) -> None:
 def test_every_org_and_flowise_route_is_in_the_matrix() -> None:
     declared = declared_routes()
     assert declared, "no routes found"
-    unguarded = sorted((m, p) for m, p in declared if not p.startswith((ORG_API, FLOWISE_API)))
+    admin = {(m, p) for m, p in declared if p.startswith(ADMIN_API)}
+    assert admin == {(route.method, route.path) for route in ADMIN_ROUTES}, "admin routes"
+    unguarded = sorted(
+        (m, p) for m, p in declared - admin if not p.startswith((ORG_API, FLOWISE_API))
+    )
     unexpected = [(m, p) for m, p in unguarded if p not in OPEN_PATHS]
-    assert not unexpected, f"routes outside the org API and Flowise: {unexpected}"
+    assert not unexpected, f"routes outside the org API, Flowise and admin: {unexpected}"
     covered = {(route.method, route.path) for route in ROUTES}
-    missing = sorted(declared - covered - set(unguarded))
+    missing = sorted(declared - covered - set(unguarded) - admin)
     assert not missing, f"routes without a row in ROUTES (add them to the matrix): {missing}"
     stale = sorted(covered - declared)
     assert not stale, f"rows in ROUTES for routes the app does not have: {stale}"

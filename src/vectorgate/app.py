@@ -21,6 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from swagger_ui_bundle import swagger_ui_path  # type: ignore[import-untyped]
 
 from vectorgate import __version__
+from vectorgate.admin.routes import router as admin_router
 from vectorgate.audit.routes import router as audit_router
 from vectorgate.credentials.routes import router as credentials_router
 from vectorgate.db import create_engine, create_sessionmaker
@@ -38,6 +39,7 @@ from vectorgate.observability import RequestLogMiddleware
 from vectorgate.organizations.routes import router as api_keys_router
 from vectorgate.security.encryption import load_keyring
 from vectorgate.settings import Settings
+from vectorgate.upload_tokens.routes import router as upload_tokens_router
 from vectorgate.uploads.staging import StagingArea
 from vectorgate.uploads.work import ContentWork
 from vectorgate.upstream.client import create_base_client
@@ -142,6 +144,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(vector_stores_router)
     app.include_router(api_keys_router)
     app.include_router(audit_router)
+    app.include_router(upload_tokens_router)
+    # Off without admin tokens: the routes answer 404 (AdminAccess) and leave the schema.
+    app.include_router(admin_router, include_in_schema=bool(settings.admin_tokens))
     return app
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import re
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
@@ -15,12 +17,14 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from vectorgate.audit.service import Actor
 from vectorgate.db import unit_of_work
-from vectorgate.errors import forbidden, not_found, unauthorized
+from vectorgate.errors import AppError, ErrorCode, forbidden, not_found, unauthorized
 from vectorgate.organizations.models import Scope
 from vectorgate.organizations.service import authenticate
 from vectorgate.schemas import ID_PATTERN
+from vectorgate.security.api_keys import UPLOAD_TOKEN_PREFIX
 from vectorgate.security.encryption import Keyring
 from vectorgate.settings import Settings
+from vectorgate.upload_tokens.service import authenticate_upload_token
 from vectorgate.uploads.staging import StagingArea
 from vectorgate.uploads.work import ContentWork
 
@@ -67,12 +71,22 @@ _bearer = HTTPBearer(auto_error=False)
 
 
 @dataclass(frozen=True, slots=True)
+class UploadTokenGrant:
+    """What an upload token was minted for (SPEC 9.2): one store, through its credential."""
+
+    id: str
+    vector_store_id: str
+    credential_id: str
+
+
+@dataclass(frozen=True, slots=True)
 class Caller:
     """Who a request acts for, and what it may do there.
 
-    Today always an API key. Upload tokens (SPEC 9.2) will be a second kind with the same
-    shape (the upload scope, one store, an expiry of their own), so routes and `Access`
-    ask this object, never the row it came from.
+    An API key, or an upload token (`upload_token` set): the token has the shape of a key
+    of the `upload` scope for its one store, with its own expiry, and `api_key_id` is the
+    key that minted it. Routes and `Access` ask this object, never the row it came from;
+    `Access` lets a token through only on the routes that opt in.
     """
 
     organization_id: str
@@ -80,6 +94,7 @@ class Caller:
     scopes: frozenset[Scope]
     vector_store_ids: frozenset[str] | None  # None: every store of the organization
     expires_at: datetime | None
+    upload_token: UploadTokenGrant | None = None
 
     def has_scope(self, scope: Scope) -> bool:
         return scope in self.scopes
@@ -107,6 +122,8 @@ async def authenticate_caller(
     key = api_key or (bearer.credentials if bearer is not None else None)
     if not key:
         raise unauthorized()
+    if key.startswith(UPLOAD_TOKEN_PREFIX):
+        return await _token_caller(request, resources, key)
     # A short session of its own: upload routes run for minutes and must not hold a
     # pooled connection while they wait on OpenAI.
     async with resources.sessionmaker() as session:
@@ -125,39 +142,68 @@ async def authenticate_caller(
     )
 
 
+async def _token_caller(request: Request, resources: Resources, token: str) -> Caller:
+    async with resources.sessionmaker() as session:
+        found = await authenticate_upload_token(session, token)
+    if found is None:
+        raise unauthorized()  # the same answer as for a key: it names no token
+    record, key = found
+    request.state.organization_id = record.organization_id
+    return Caller(
+        organization_id=record.organization_id,
+        api_key_id=key.id,
+        scopes=frozenset({Scope.UPLOAD}),
+        vector_store_ids=frozenset({record.vector_store_id}),
+        expires_at=record.expires_at,
+        upload_token=UploadTokenGrant(record.id, record.vector_store_id, record.credential_id),
+    )
+
+
 AuthenticatedDep = Annotated[Caller, Depends(authenticate_caller)]
 
 
 class Access:
-    """What a route needs, decided in one place before its handler runs (SPEC 2, 9.1).
+    """What a route needs, decided in one place before its handler runs (SPEC 2, 9.1, 9.2).
 
-    In this order, so that what a key cannot see never turns into a 403 that would
+    In this order, so that what a caller cannot see never turns into a 403 that would
     confirm it exists:
 
-    1. the key: missing, unknown, revoked or expired is 401;
-    2. tenancy: an `org_id` in the path that is not the key's organization is 404,
+    1. the key or token: missing, unknown, revoked or expired is 401 (a token also when
+       the key that minted it is revoked or expired);
+    2. tenancy: an `org_id` in the path that is not the caller's organization is 404,
        exactly as an organization that does not exist, whatever the key's scopes;
-    3. the scope: 403 FORBIDDEN (the Flowise route answers it in its own body style);
-       with `or_self`, a key may also act on itself where that path parameter is its id;
-    4. the store: a vector store named in the path (`store_param`) outside the key's
-       stores is 404, exactly as a store that is not registered.
+    3. an upload token is 403 unless the route opts in (`tokens=True`); where it does,
+       the token needs no scope: it was minted for exactly these routes;
+    4. the scope: 403 FORBIDDEN (the Flowise route answers it in its own body style);
+       a route may accept any of several scopes; with `or_self`, a key may also act on
+       itself where that path parameter is its id;
+    5. the store: a vector store named in the path (`store_param`) outside the caller's
+       stores is 404, exactly as a store that is not registered (a token has one store).
 
-    Routes that take a store from the body, or list stores, ask `Caller.may_use_store`.
-    Each route declares one of the aliases below next to its path; a test enumerates
-    the app's routes and fails for one without an `Access`.
+    Routes that take a store from the body, or list stores, ask `Caller.may_use_store`;
+    routes that accept tokens check what else a token is bound to (its credential, its
+    own files) in the handler. Each route declares one of the aliases below next to its
+    path; a test enumerates the app's routes and fails for one without an `Access`, and
+    holds `tokens` to the routes SPEC 9.2 lets a token use.
     """
 
     def __init__(
-        self, scope: Scope, *, store_param: str = "vector_store_id", or_self: str | None = None
+        self,
+        scope: Scope,
+        *also: Scope,
+        store_param: str = "vector_store_id",
+        or_self: str | None = None,
+        tokens: bool = False,
     ) -> None:
-        self.scope = scope
+        self.scopes = (scope, *also)
         self.store_param = store_param
         self.or_self = or_self
+        self.tokens = tokens
 
     def __repr__(self) -> str:
         return (
-            f"Access({self.scope.value!r}, store_param={self.store_param!r}, "
-            f"or_self={self.or_self!r})"
+            f"Access({', '.join(repr(s.value) for s in self.scopes)}, "
+            f"store_param={self.store_param!r}, or_self={self.or_self!r}, tokens={self.tokens})"
         )
 
     async def __call__(self, request: Request, caller: AuthenticatedDep) -> Caller:
@@ -165,11 +211,11 @@ class Access:
         org_id = path.get("org_id")
         if org_id is not None and org_id != caller.organization_id:
             raise not_found("Organization not found")
-        if not caller.has_scope(self.scope) and not self._acts_on_itself(path, caller):
-            raise forbidden(
-                f"This API key does not have the {self.scope.value!r} scope this route needs",
-                required_scope=self.scope.value,
-            )
+        if caller.upload_token is not None:
+            if not self.tokens:
+                raise forbidden("An upload token may not use this route")
+        elif not any(map(caller.has_scope, self.scopes)) and not self._acts_on_itself(path, caller):
+            raise self._missing_scope()
         store = path.get(self.store_param)
         # A malformed id is in no key's list: it goes on to the route's own 400, as it
         # would for a key of every store.
@@ -177,18 +223,92 @@ class Access:
             raise not_found("Vector store not found", vector_store_id=store)
         return caller
 
+    def _missing_scope(self) -> AppError:
+        if len(self.scopes) == 1:
+            return forbidden(
+                f"This API key does not have the {self.scopes[0].value!r} scope this route needs",
+                required_scope=self.scopes[0].value,
+            )
+        names = [scope.value for scope in self.scopes]
+        return forbidden(
+            f"This API key has none of the scopes this route needs ({' or '.join(names)})",
+            required_scopes=names,
+        )
+
     def _acts_on_itself(self, path: Mapping[str, Any], caller: Caller) -> bool:
         return self.or_self is not None and path.get(self.or_self) == caller.api_key_id
 
 
-# One alias per kind of route; SPEC 9.1 says which route needs which scope.
+# One alias per kind of route; SPEC 9.1 says which route needs which scope, 9.2 which
+# routes an upload token may use.
 UploadCaller = Annotated[Caller, Depends(Access(Scope.UPLOAD))]
 ReadCaller = Annotated[Caller, Depends(Access(Scope.READ))]
 ManageCaller = Annotated[Caller, Depends(Access(Scope.MANAGE))]
-# The Flowise route names its vector store `id`.
-FlowiseUploadCaller = Annotated[Caller, Depends(Access(Scope.UPLOAD, store_param="id"))]
+# The base64 upload, for a key or for a token of its store.
+UploadOrTokenCaller = Annotated[Caller, Depends(Access(Scope.UPLOAD, tokens=True))]
+# The Flowise route names its vector store `id`; tokens too.
+FlowiseUploadCaller = Annotated[
+    Caller, Depends(Access(Scope.UPLOAD, store_param="id", tokens=True))
+]
+# A file's status: `read`, or the token that uploaded the file (checked in the handler).
+StatusCaller = Annotated[Caller, Depends(Access(Scope.READ, tokens=True))]
+# Revoking an upload token: the scope that mints them, or `manage`.
+UploadOrManageCaller = Annotated[Caller, Depends(Access(Scope.UPLOAD, Scope.MANAGE))]
 # Revoking a key: `manage`, or the key itself (SPEC 9.1).
 ManageOrSelfCaller = Annotated[Caller, Depends(Access(Scope.MANAGE, or_self="key_id"))]
+
+
+@dataclass(frozen=True, slots=True)
+class Admin:
+    """An operator of the admin API (SPEC 9.3), known by a non-secret id of its token."""
+
+    token_id: str
+
+    @property
+    def actor(self) -> Actor:
+        return Actor("admin", self.token_id)
+
+
+def admin_token_id(token: str) -> str:
+    """The id audit events name an admin token by: a short prefix of its SHA-256, which
+    tells operators' tokens apart (and survives reordering the setting) without being one.
+    Admin tokens are long random strings, so the prefix helps no one guess a token."""
+    return "adm_" + hashlib.sha256(token.encode()).hexdigest()[:12]
+
+
+class AdminAccess:
+    """What every admin route needs, decided before its handler runs (SPEC 9.3).
+
+    1. the admin API is on: with no `VECTORGATE_ADMIN_TOKENS` every admin route answers
+       the 404 of a path that does not exist;
+    2. `Authorization: Bearer` with one of the configured tokens, compared in constant time
+       with each (no early exit); anything else, an organization's API key too, is 401.
+    """
+
+    def __repr__(self) -> str:
+        return "AdminAccess()"
+
+    async def __call__(
+        self,
+        settings: SettingsDep,
+        bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    ) -> Admin:
+        if not settings.admin_tokens:
+            raise AppError(404, ErrorCode.NOT_FOUND, "Not Found")
+        given = bearer.credentials if bearer is not None else ""
+        # Digests of equal length, so the comparison's time says nothing of a token's length.
+        digest = hashlib.sha256(given.encode()).digest()
+        found = ""
+        for configured in settings.admin_tokens:
+            token = configured.get_secret_value()
+            if hmac.compare_digest(digest, hashlib.sha256(token.encode()).digest()):
+                found = token
+        if not given or not found:
+            raise unauthorized("Missing or invalid admin token")
+        return Admin(admin_token_id(found))
+
+
+AdminCaller = Annotated[Admin, Depends(AdminAccess())]
 
 
 def organization_in_path(org_id: str) -> None:

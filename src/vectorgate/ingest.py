@@ -26,6 +26,7 @@ from vectorgate.errors import bad_request, body_too_large
 from vectorgate.limits import ensure_free_space
 from vectorgate.observability import phase
 from vectorgate.settings import Settings
+from vectorgate.upload_tokens.service import TokenQuota
 from vectorgate.uploads.convert import UpstreamForm, needs_conversion, to_upstream_form
 from vectorgate.uploads.filetypes import cheap_to_check, check_content
 from vectorgate.uploads.slots import UploadSlots
@@ -94,6 +95,7 @@ async def ingest(
     credential_id: str,
     vector_store_id: str,
     receive: Receive,
+    quota: TokenQuota | None = None,
 ) -> AsyncIterator[Ingested]:
     """Receive, validate and upload a request's files as one batch; undo it all on failure.
 
@@ -101,7 +103,10 @@ async def ingest(
     still coming in. It takes its upload slot first, so an organization over its limit
     gets a 429 and anything this request had already uploaded is deleted again. The
     body's bytes are reserved against the organization's temp space before they are
-    written, with the same outcome when there is none left.
+    written, with the same outcome when there is none left. A request with an upload
+    token holds each file against the token's `max_files` (`quota`) before it takes its
+    slot, so a request over it is a 403 TOKEN_EXHAUSTED and leaves nothing upstream; a
+    failed request gives its files back to the token.
     """
     settings = resources.settings
     ensure_free_space(settings.resolved_temp_dir, settings.min_free_disk_bytes)  # else 507
@@ -140,6 +145,8 @@ async def ingest(
                 with phase(request, "intake"):
                     async for file in receive(workdir, slots.cover):
                         staged.append(file)
+                        if quota is not None:  # a no-op where the route held them all
+                            await quota.cover(len(staged))
                         await slots.take(1)
                         args = (file.path, file.filename, file.kind, workdir, convert_to_text)
                         if not needs_conversion(file.kind, convert_to_text):
@@ -180,4 +187,6 @@ async def ingest(
             deleted = await uploaded.discard()
             if uploaded.file_ids:  # else nothing to settle; UploadSlots gives back any slots
                 await asyncio.shield(finish([], deleted))
+            if quota is not None:
+                await quota.give_back_shielded()
             raise

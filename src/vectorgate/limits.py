@@ -21,7 +21,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from vectorgate.deps import AuthenticatedDep, SettingsDep
+from vectorgate.deps import AdminCaller, AuthenticatedDep, SettingsDep
 from vectorgate.errors import AppError, ErrorCode, disk_full
 
 M = TypeVar("M", bound=BaseModel)
@@ -84,6 +84,16 @@ def json_body(model: type[M]) -> Any:
     JSON_BODY_MODELS[model.__name__] = model
 
     async def read(request: Request, _caller: AuthenticatedDep, settings: SettingsDep) -> M:
+        return await read_json(request, model, settings.max_json_body_bytes)
+
+    return Depends(read)
+
+
+def admin_json_body(model: type[M]) -> Any:
+    """`json_body` for the admin API: read after the admin token is checked."""
+    JSON_BODY_MODELS[model.__name__] = model
+
+    async def read(request: Request, _admin: AdminCaller, settings: SettingsDep) -> M:
         return await read_json(request, model, settings.max_json_body_bytes)
 
     return Depends(read)

@@ -4,6 +4,7 @@ from vectorgate.audit.models import AuditEvent
 from vectorgate.credentials.models import Credential
 from vectorgate.db import Base
 from vectorgate.organizations.models import ApiKey, Organization
+from vectorgate.upload_tokens.models import UploadToken
 from vectorgate.uploads.models import IdempotencyKey, UploadSlot, UpstreamUpload
 from vectorgate.vector_stores.models import FileBatch, VectorStore, VectorStoreFile
 
@@ -16,6 +17,7 @@ __all__ = [
     "Credential",
     "Organization",
     "UploadSlot",
+    "UploadToken",
     "UpstreamUpload",
     "VectorStore",
     "VectorStoreFile",

@@ -30,6 +30,9 @@ class Settings(BaseSettings):
     upstream_max_retries: int = Field(default=3, ge=0)
     batch_timeout_s: float = Field(default=600, gt=0)
     cors_origins: Annotated[list[str], NoDecode] = []
+    # Bearer tokens of the admin API (SPEC 9.3), comma-separated; empty: the API is off.
+    # Two at once rotate one: add the new, move operators over, remove the old.
+    admin_tokens: Annotated[list[SecretStr], NoDecode] = []
     # Base URLs a credential may name for its own OpenAI-compatible upstream (SPEC 12);
     # empty: every credential uses `openai_base_url`.
     upstream_allowed_base_urls: Annotated[list[str], NoDecode] = []
@@ -93,6 +96,14 @@ class Settings(BaseSettings):
     def _split_list(cls, value: object) -> object:
         if isinstance(value, str):
             return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @field_validator("admin_tokens", mode="before")
+    @classmethod
+    def _split_secrets(cls, value: object) -> object:
+        if isinstance(value, str | SecretStr):
+            text = value.get_secret_value() if isinstance(value, SecretStr) else value
+            return [SecretStr(item.strip()) for item in text.split(",") if item.strip()]
         return value
 
     @field_validator("convert_to_text")

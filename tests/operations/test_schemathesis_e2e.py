@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import subprocess
 import sys
 from pathlib import Path
@@ -24,6 +25,12 @@ from tests.e2e import Service, Tenant, register_store, upload_text
 from vectorgate.testing.fake_openai import FakeOpenAI
 
 pytestmark = pytest.mark.e2e
+
+# The admin API on, so that its routes are in the schema and exercised: every request
+# carries the admin token as Bearer beside the key's X-API-Key, which the organization
+# API reads first and the admin API ignores.
+ADMIN_TOKEN = "adm-" + secrets.token_urlsafe(32)
+SERVICE_SETTINGS = {"admin_tokens": ADMIN_TOKEN}
 
 # allow_header_conformance: Starlette answers a 405 with the Allow of the first route that
 # matched the path, not all of them; not ours to fix and harmless to clients.
@@ -42,6 +49,7 @@ BINDINGS = {
     "query.credential": ("credentials", 0.7),
     "query.after": ("cursors", 0.5),
     "body.credential_id": ("credentials", 0.7),
+    "body.vector_store_id": ("vector_stores", 0.7),
 }
 
 # A schema cannot say "a real PDF" or "a name with an extension": a schema-valid upload
@@ -50,6 +58,7 @@ UPLOAD_CONTENT_REFUSALS = (400, 413, 415)
 # Nor can it say "a store registered to this organization": a new key naming any other
 # store is a 400 (SPEC 9.1).
 API_KEY_CREATION = "POST /v1/organizations/{org_id}/api-keys"
+ADMIN_API_KEY_CREATION = "POST /v1/admin/organizations/{org_id}/api-keys"
 
 
 def schemathesis_config(ids: dict[str, list[str]]) -> str:
@@ -69,6 +78,10 @@ def schemathesis_config(ids: dict[str, list[str]]) -> str:
         "[[operations]]",
         f'include-name = "{API_KEY_CREATION}"',
         f"checks.positive_data_acceptance.expected-statuses = {[201, 400, 401, 403, 404]}",
+        "",
+        "[[operations]]",
+        f'include-name = "{ADMIN_API_KEY_CREATION}"',
+        f"checks.positive_data_acceptance.expected-statuses = {[201, 400, 404]}",
     ]
     return "\n".join(lines) + "\n"
 
@@ -118,6 +131,7 @@ def test_schemathesis_finds_no_failure(
             str(st), "--config-file", str(config),
             "run", f"{service.running.base_url}/openapi.json",
             "--header", f"X-API-Key: {tenant.api_key}",
+            "--header", f"Authorization: Bearer {ADMIN_TOKEN}",
             "--checks", "all", "--exclude-checks", EXCLUDED,
             *budget(),
             "--request-timeout", "30",
@@ -130,6 +144,11 @@ def test_schemathesis_finds_no_failure(
     assert "Dictionaries:     6 dictionaries" in done.stdout, summary
     assert "failures" not in summary.splitlines()[-1], summary
     assert "Traceback" not in service.running.log()
+    assert ADMIN_TOKEN not in service.running.log()
+    # The admin routes were in the schema the run tested.
+    assert any(
+        path.startswith("/v1/admin/") for path in client.get("/openapi.json").json()["paths"]
+    )
     # Its key could revoke itself (SPEC 9.1); had it, the rest of the run was only 401s.
     still = client.get(f"/v1/organizations/{tenant.org_id}/credentials", headers=tenant.headers)
     assert still.status_code == 200, "the run revoked its own key"

@@ -47,6 +47,8 @@ class EventType(StrEnum):
     CREDENTIAL_ROTATED = "credential.rotated"
     VECTOR_STORE_REGISTERED = "vector_store.registered"
     VECTOR_STORE_UNREGISTERED = "vector_store.unregistered"
+    UPLOAD_TOKEN_CREATED = "upload_token.created"
+    UPLOAD_TOKEN_REVOKED = "upload_token.revoked"
 
 
 def record_event(

@@ -11,11 +11,12 @@ from openai.types import FileObject
 
 from vectorgate.credentials.service import get_credential, reveal_key
 from vectorgate.deps import FlowiseUploadCaller, PathId, ResourcesDep
-from vectorgate.errors import FlowiseErrorBody, documented_errors
+from vectorgate.errors import FlowiseErrorBody, documented_errors, not_found
 from vectorgate.flowise.schemas import OpenAIFile
 from vectorgate.ingest import content_checker, ingest, reject_oversized_body
 from vectorgate.observability import phase
 from vectorgate.schemas import ID_PATTERN
+from vectorgate.upload_tokens.service import TokenQuota
 from vectorgate.uploads.idempotency import HashingStream, idempotent
 from vectorgate.uploads.multipart import FILES_FIELD, receive_multipart
 from vectorgate.uploads.staging import Reserve, StagedFile
@@ -89,6 +90,12 @@ async def upload_to_vector_store(
     vector_store_id = id
     reject_oversized_body(request, settings)
 
+    token = caller.upload_token
+    if token is not None and credential != token.credential_id:
+        # A token uploads through its store's registered credential only; any other is
+        # answered as a credential that does not exist.
+        raise not_found("Credential not found", credential_id=credential)
+    quota = TokenQuota(resources.sessionmaker, token.id) if token is not None else None
     async with resources.sessionmaker() as session:
         stored = await get_credential(session, caller.organization_id, credential)
     client = client_for(resources.openai, reveal_key(resources.keyring, stored), stored.base_url)
@@ -117,6 +124,7 @@ async def upload_to_vector_store(
             credential_id=stored.id,
             vector_store_id=vector_store_id,
             receive=receive,
+            quota=quota,
         ) as ingested:
             with phase(request, "batch"):
                 batch = await wait_for_batch(

@@ -12,7 +12,7 @@ from vectorgate.organizations.service import MAX_KEY_LIFETIME_S, MAX_KEY_VECTOR_
 from vectorgate.schemas import Id, Name, Timestamped, iso_millis
 
 
-def _json_number(value: object) -> object:
+def json_number(value: object) -> object:
     """A JSON number only: `true` and `"60"` are no lifetime, though Python would make one
     of them; `60.0` is (JSON Schema counts it an integer), `60.5` is not."""
     if isinstance(value, bool) or not isinstance(value, int | float):
@@ -20,7 +20,7 @@ def _json_number(value: object) -> object:
     return value
 
 
-Lifetime = Annotated[int, Field(gt=0, le=MAX_KEY_LIFETIME_S), BeforeValidator(_json_number)]
+Lifetime = Annotated[int, Field(gt=0, le=MAX_KEY_LIFETIME_S), BeforeValidator(json_number)]
 
 
 class ApiKeyCreate(BaseModel):

@@ -6,7 +6,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import or_, select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from vectorgate.audit.service import Actor, EventType, record_event
@@ -51,6 +51,26 @@ async def create_organization(session: AsyncSession, name: str, actor: Actor) ->
 
 async def get_organization(session: AsyncSession, org_id: str) -> Organization | None:
     return await session.get(Organization, org_id)
+
+
+async def list_organizations(
+    session: AsyncSession, *, limit: int, after: str | None
+) -> tuple[Sequence[Organization], bool]:
+    """Newest first; `after` is the id of the last organization of the previous page."""
+    query = select(Organization)
+    if after is not None:
+        cursor = await session.get(Organization, after)
+        if cursor is None:
+            raise not_found("The 'after' organization was not found", after=after)
+        query = query.where(
+            or_(
+                Organization.created_at < cursor.created_at,
+                and_(Organization.created_at == cursor.created_at, Organization.id < cursor.id),
+            )
+        )
+    query = query.order_by(Organization.created_at.desc(), Organization.id.desc())
+    rows = (await session.scalars(query.limit(limit + 1))).all()
+    return rows[:limit], len(rows) > limit
 
 
 def canonical_scopes(scopes: Iterable[str]) -> list[Scope]:
@@ -198,6 +218,17 @@ async def revoke_api_key(session: AsyncSession, prefix_or_id: str, actor: Actor)
         _revoke(session, record, actor)
     await session.flush()
     return list(records)
+
+
+async def revoke_key_by_id(session: AsyncSession, key_id: str, actor: Actor) -> ApiKey:
+    """Revoke one live key of any organization (the admin API's view); 404 for an unknown
+    or revoked one."""
+    record = await session.get(ApiKey, key_id)
+    if record is None or record.revoked_at is not None:
+        raise not_found("API key not found", key_id=key_id)
+    _revoke(session, record, actor)
+    await session.flush()
+    return record
 
 
 async def revoke_organization_key(

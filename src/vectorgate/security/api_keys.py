@@ -11,6 +11,8 @@ import hmac
 import secrets
 
 KEY_PREFIX = "vg_"
+# Upload tokens (SPEC 9.2) are made and hashed the same way; the prefix tells them apart.
+UPLOAD_TOKEN_PREFIX = "vgu_"
 _PUBLIC_CHARS = 8
 
 
@@ -33,3 +35,12 @@ def looks_like_api_key(key: str) -> bool:
 
 def verify_api_key(key: str, stored_hash: str) -> bool:
     return hmac.compare_digest(hash_api_key(key), stored_hash)
+
+
+def generate_upload_token() -> str:
+    return UPLOAD_TOKEN_PREFIX + secrets.token_urlsafe(32)
+
+
+def looks_like_upload_token(token: str) -> bool:
+    size = len(token) - len(UPLOAD_TOKEN_PREFIX)
+    return token.startswith(UPLOAD_TOKEN_PREFIX) and 32 <= size <= 256

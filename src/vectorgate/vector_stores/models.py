@@ -48,6 +48,8 @@ class VectorStoreFile(Base):
     mime_type: Mapped[str] = mapped_column(String(200))
     processing_status: Mapped[str] = mapped_column(String(16), default="pending")
     error_message: Mapped[str | None] = mapped_column(Text)
+    # The upload token that uploaded the file, if one did: a token may see only its own.
+    upload_token_id: Mapped[str | None] = mapped_column(String(32), default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 

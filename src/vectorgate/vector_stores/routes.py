@@ -17,12 +17,14 @@ from vectorgate.deps import (
     ReadCaller,
     ResourcesDep,
     SessionDep,
-    UploadCaller,
+    StatusCaller,
+    UploadOrTokenCaller,
 )
 from vectorgate.errors import OrgErrorBody, documented_errors, forbidden, not_found
 from vectorgate.ingest import content_checker, ingest, reject_oversized_body
 from vectorgate.limits import json_body, json_request_body
 from vectorgate.schemas import ID_PATTERN
+from vectorgate.upload_tokens.service import TokenQuota
 from vectorgate.uploads.base64_json import receive_base64_json
 from vectorgate.uploads.idempotency import HashingStream, idempotent
 from vectorgate.uploads.staging import Reserve, StagedFile
@@ -172,7 +174,7 @@ async def remove_store(
 async def upload_base64(
     vector_store_id: PathId,
     request: Request,
-    caller: UploadCaller,
+    caller: UploadOrTokenCaller,
     resources: ResourcesDep,
     idempotency_key: Annotated[str | None, Header()] = None,
 ) -> Any:
@@ -183,17 +185,22 @@ async def upload_base64(
         store = await get_vector_store(session, caller.organization_id, vector_store_id)
         client = await store_client(session, resources.keyring, resources.openai, store)
     body = HashingStream(request.stream(), enabled=idempotency_key is not None)
+    token = caller.upload_token
+    quota = TokenQuota(resources.sessionmaker, token.id) if token is not None else None
 
     async def receive(workdir: Path, reserve: Reserve) -> AsyncIterator[StagedFile]:
         # All or nothing: every file is validated before the first one goes upstream.
-        for file in await receive_base64_json(
+        files = await receive_base64_json(
             aiter(body),
             workdir,
             max_files=settings.max_files_per_request,
             max_body_bytes=settings.max_request_bytes,
             reserve=reserve,
             check=content_checker(resources, caller.organization_id),
-        ):
+        )
+        if quota is not None:  # the whole request against the token, before any upload
+            await quota.cover(len(files))
+        for file in files:
             yield file
 
     async def handle() -> dict[str, Any]:
@@ -205,9 +212,15 @@ async def upload_base64(
             credential_id=store.credential_id,
             vector_store_id=store.id,
             receive=receive,
+            quota=quota,
         ) as ingested:
             deadline = utcnow() + timedelta(seconds=settings.batch_timeout_s)
-            records = add_file_records(store, ingested, deadline=deadline)
+            records = add_file_records(
+                store,
+                ingested,
+                deadline=deadline,
+                upload_token_id=token.id if token is not None else None,
+            )
         response = UploadResponse(
             message=f"{len(records)} file(s) uploaded successfully",
             files=[UploadedFile.model_validate(r, from_attributes=True) for r in records],
@@ -248,7 +261,7 @@ async def list_files(
 async def file_status(
     vector_store_id: PathId,
     file_id: PathId,
-    caller: ReadCaller,
+    caller: StatusCaller,
     resources: ResourcesDep,
 ) -> FileStatus:
     """Processing status of one file, by `vsf_` id or OpenAI `file-` id."""
@@ -256,6 +269,10 @@ async def file_status(
     async with resources.sessionmaker() as session:
         store = await get_vector_store(session, caller.organization_id, vector_store_id)
         record = await get_file_record(session, store, file_id)
+        token = caller.upload_token
+        if token is not None and record.upload_token_id != token.id:
+            # Another key's or token's file: as unknown to a token as a file that is not.
+            raise not_found("File not found", file_id=file_id)
         client = None
         if may_refresh(record):
             refresh_client = interactive(resources.openai, settings.status_refresh_timeout_s)

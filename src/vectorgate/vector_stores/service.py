@@ -254,7 +254,11 @@ async def unregister_vector_store(
 
 
 def add_file_records(
-    store: VectorStore, ingested: Ingested, *, deadline: datetime
+    store: VectorStore,
+    ingested: Ingested,
+    *,
+    deadline: datetime,
+    upload_token_id: str | None = None,
 ) -> list[VectorStoreFile]:
     """A record of each uploaded file, and the batch for the poller to follow, to be saved
     with the request's last transaction."""
@@ -269,6 +273,7 @@ def add_file_records(
             size=file.size,
             mime_type=file.kind.mime_type,
             processing_status="pending",
+            upload_token_id=upload_token_id,
         )
         for file, upstream in zip(ingested.staged, ingested.files, strict=True)
     ]
