@@ -17,6 +17,7 @@ import os
 import shutil
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -92,11 +93,53 @@ def page(browser: Browser, problems: list[str]) -> Iterator[Page]:
     assert problems == []
 
 
-class _BlankPage(BaseHTTPRequestHandler):
+@dataclass
+class Backend:
+    """What the web app's own backend holds: vectorgate's URL and an upload-only API key of
+    the organization, for one store. The browser never sees the key."""
+
+    service_url: str = ""
+    org_id: str = ""
+    api_key: str = ""
+    vector_store_id: str = ""
+    minted: list[dict[str, Any]] = field(default_factory=list)
+
+    def mint(self) -> dict[str, Any]:
+        """The backend's one vectorgate call: a short-lived token for the browser."""
+        response = httpx.post(
+            f"{self.service_url}/v1/organizations/{self.org_id}/upload-tokens",
+            json={"vector_store_id": self.vector_store_id, "expires_in_s": 300, "max_files": 4},
+            headers={"Authorization": f"Bearer {self.api_key}"},
+        )
+        response.raise_for_status()
+        token: dict[str, Any] = response.json()
+        self.minted.append(token)
+        return {
+            "token": token["token"],
+            "organization_id": self.org_id,
+            "vector_store_id": token["vector_store_id"],
+            "credential_id": token["credential_id"],
+        }
+
+
+BACKEND = Backend()
+
+
+class _WebApp(BaseHTTPRequestHandler):
+    """A web app: a blank page, and (its backend) `POST /token` minting an upload token."""
+
     def do_GET(self) -> None:  # noqa: N802 (the stdlib's name)
-        body = b"<!doctype html><title>a web app</title>"
+        self._send(b"<!doctype html><title>a web app</title>", "text/html")
+
+    def do_POST(self) -> None:  # noqa: N802
+        if self.path != "/token" or not BACKEND.api_key:
+            self.send_error(404)
+            return
+        self._send(json.dumps(BACKEND.mint()).encode(), "application/json")
+
+    def _send(self, body: bytes, content_type: str) -> None:
         self.send_response(200)
-        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
@@ -107,10 +150,8 @@ class _BlankPage(BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def web_apps() -> Iterator[None]:
-    """Blank pages at ALLOWED_ORIGIN and FOREIGN_ORIGIN, to run `fetch` from."""
-    servers = [
-        ThreadingHTTPServer(("127.0.0.1", p), _BlankPage) for p in (ALLOWED_PORT, FOREIGN_PORT)
-    ]
+    """Web apps at ALLOWED_ORIGIN and FOREIGN_ORIGIN, to run `fetch` from."""
+    servers = [ThreadingHTTPServer(("127.0.0.1", p), _WebApp) for p in (ALLOWED_PORT, FOREIGN_PORT)]
     for server in servers:
         threading.Thread(target=server.serve_forever, daemon=True).start()
     yield
@@ -266,3 +307,98 @@ def test_the_browser_blocks_an_upload_from_an_origin_not_allowed(
     assert any("CORS policy" in problem for problem in problems), problems
     problems.clear()
     assert fake.files_for(tenant.openai_key) == []  # the preflight failed: no POST was sent
+
+
+# Runs in the web app's page: get a token from its own backend, upload three files on the
+# Flowise route and one on the base64 route with it, read that file's status until it
+# is final, and try a route a token may not use.
+TOKEN_FLOW = """async ([service]) => {
+    const minted = await (await fetch("/token", {method: "POST"})).json();
+    const auth = {"Authorization": `Bearer ${minted.token}`};
+    const store = minted.vector_store_id;
+    const org = `${service}/v1/organizations/${minted.organization_id}`;
+
+    const form = new FormData();
+    form.append("files", new File(["first note\\n"], "one.txt", {type: "text/plain"}));
+    form.append("files", new File(["# two\\n"], "two.md", {type: "text/markdown"}));
+    form.append("files", new File(["a,b\\n1,2\\n"], "three.csv", {type: "text/csv"}));
+    const flowise = await fetch(
+        `${service}/api/v1/openai-assistants-vector-store/${store}?credential=${minted.credential_id}`,
+        {method: "POST", body: form, headers: auth},
+    );
+
+    const base64 = await fetch(`${org}/vector-stores/${store}/files/upload-base64`, {
+        method: "POST",
+        headers: {...auth, "Content-Type": "application/json"},
+        body: JSON.stringify({files: [
+            {filename: "four.txt", content: btoa("fourth, as base64\\n"), mime_type: "text/plain"},
+        ]}),
+    });
+    const uploaded = await base64.json();
+
+    let status = null;
+    for (let i = 0; i < 200; i++) {
+        const response = await fetch(
+            `${org}/vector-stores/${store}/files/${uploaded.files[0].id}/status`, {headers: auth},
+        );
+        status = {code: response.status, body: await response.json()};
+        if (!["pending", "processing"].includes(status.body.processing_status)) break;
+        await new Promise(resolve => setTimeout(resolve, 50));
+    }
+
+    const listing = await fetch(`${org}/vector-stores`, {headers: auth});
+    return {
+        flowise: {code: flowise.status, body: await flowise.json()},
+        base64: {code: base64.status, body: uploaded},
+        status,
+        listing: {code: listing.status, body: await listing.json()},
+    };
+}"""
+
+
+def test_a_web_app_uploads_with_a_token_from_its_backend_and_reads_the_status(
+    page: Page,
+    service: Service,
+    tenant: Tenant,
+    client: httpx.Client,
+    fake: FakeOpenAI,
+    web_apps: None,
+) -> None:
+    store = register_store(client, tenant, fake)
+    key = client.post(
+        f"/v1/organizations/{tenant.org_id}/api-keys",
+        json={"name": "web app backend", "scopes": ["upload"], "vector_store_ids": [store]},
+        headers=tenant.headers,
+    )
+    assert key.status_code == 201, key.text
+    BACKEND.service_url, BACKEND.org_id = service.running.base_url, tenant.org_id
+    BACKEND.api_key, BACKEND.vector_store_id = key.json()["key"], store
+    BACKEND.minted.clear()
+    try:
+        page.goto(ALLOWED_ORIGIN)
+        result = page.evaluate(TOKEN_FLOW, [service.running.base_url])
+    finally:
+        BACKEND.api_key = ""
+
+    assert result["flowise"]["code"] == 200, result
+    flowise_files = result["flowise"]["body"]
+    assert [f["filename"] for f in flowise_files] == ["one.txt", "two.md", "three.csv"]
+    assert result["base64"]["code"] == 200, result
+    assert result["status"]["code"] == 200, result
+    assert result["status"]["body"]["processing_status"] == "completed", result
+    # A token uploads and reads its files' status, nothing else.
+    assert result["listing"]["code"] == 403, result
+    assert result["listing"]["body"]["error"]["code"] == "FORBIDDEN"
+    # Everything went to the token's store, with the bytes the page sent (the CSV as the
+    # text it is converted to).
+    uploaded = {f.filename: fake.file_content(f.id) for f in fake.files_for(tenant.openai_key)}
+    assert len(uploaded) == 4
+    assert uploaded["one.txt"] == b"first note\n"
+    assert uploaded["two.md"] == b"# two\n"
+    assert uploaded["four.txt"] == b"fourth, as base64\n"
+    assert sorted(fake.vector_store_files(store)) == sorted(
+        f.id for f in fake.files_for(tenant.openai_key)
+    )
+    # The page got a token from its backend, and the backend's key never left it.
+    assert len(BACKEND.minted) == 1
+    assert BACKEND.minted[0]["token"].startswith("vgu_")
