@@ -363,6 +363,7 @@ def test_a_web_app_uploads_with_a_token_from_its_backend_and_reads_the_status(
     client: httpx.Client,
     fake: FakeOpenAI,
     web_apps: None,
+    problems: list[str],
 ) -> None:
     store = register_store(client, tenant, fake)
     key = client.post(
@@ -382,13 +383,18 @@ def test_a_web_app_uploads_with_a_token_from_its_backend_and_reads_the_status(
 
     assert result["flowise"]["code"] == 200, result
     flowise_files = result["flowise"]["body"]
-    assert [f["filename"] for f in flowise_files] == ["one.txt", "two.md", "three.csv"]
+    # (the CSV goes upstream as the text it is converted to, and is answered so)
+    assert [f["filename"] for f in flowise_files] == ["one.txt", "two.md", "three.csv.txt"]
     assert result["base64"]["code"] == 200, result
     assert result["status"]["code"] == 200, result
     assert result["status"]["body"]["processing_status"] == "completed", result
     # A token uploads and reads its files' status, nothing else.
     assert result["listing"]["code"] == 403, result
     assert result["listing"]["body"]["error"]["code"] == "FORBIDDEN"
+    assert problems == [  # the browser's console reports that 403, and nothing else
+        "Failed to load resource: the server responded with a status of 403 (Forbidden)"
+    ]
+    problems.clear()
     # Everything went to the token's store, with the bytes the page sent (the CSV as the
     # text it is converted to).
     uploaded = {f.filename: fake.file_content(f.id) for f in fake.files_for(tenant.openai_key)}
