@@ -337,22 +337,27 @@ def s3_vectorgate(setup: Setup, requests: int, result: Runs) -> None:
         response = await client.post(url, json=body, headers={"X-API-Key": setup.api_key})
         response.raise_for_status()
 
+    cpu_before = cpu_seconds(setup.service_pid)
     wall, latencies = _latencies(
         requests,
         32,
         lambda: httpx.AsyncClient(timeout=120, limits=httpx.Limits(max_connections=32)),
         call,
     )
-    add_latency_run(result, requests, wall, latencies)
+    cpu_ms = (cpu_seconds(setup.service_pid) - cpu_before) * 1000 / requests
+    add_latency_run(result, requests, wall, latencies, cpu_ms_per_request=cpu_ms)
     delete_all_files(setup.fake_url, setup.openai_key)
 
 
-def add_latency_run(result: Runs, requests: int, wall: float, latencies: list[float]) -> None:
+def add_latency_run(
+    result: Runs, requests: int, wall: float, latencies: list[float], **extra: float
+) -> None:
     result.add(
         wall,
         rps=requests / wall,
         p50=_percentile(latencies, 0.5),
         p99=_percentile(latencies, 0.99),
+        **extra,
     )
 
 
@@ -463,6 +468,9 @@ def main() -> None:
                 print(f"S3: throughput ratio {runs.median('rps') / base.median('rps'):.3f}")
             if "cpu_s" in runs.extra:
                 print(f"{args.only}: median service CPU {runs.median('cpu_s'):.3f} s per run")
+            if "cpu_ms_per_request" in runs.extra:
+                cpu_ms = runs.median("cpu_ms_per_request")
+                print(f"{args.only}: median service CPU {cpu_ms:.1f} ms per request")
             return
         s1 = repeat(n, lambda r: s1_vectorgate(setup, paths, r))
         s1b = repeat(n, lambda r: s1_direct(setup, paths, r))
