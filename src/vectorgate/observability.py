@@ -162,6 +162,7 @@ class RequestLogMiddleware:
                 "status": status,
                 "duration_ms": round(elapsed * 1000, 1),
                 "bytes_in": received,
+                "worker": os.getpid(),  # which process served it, with --workers N
             }
             if "organization_id" in scope["state"]:
                 line["organization_id"] = scope["state"]["organization_id"]
