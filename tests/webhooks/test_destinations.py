@@ -85,6 +85,8 @@ REFUSED = [
     ("::ffff:10.1.2.3", "private"),
     ("::ffff:169.254.169.254", "link-local"),
     ("::ffff:0.0.0.0", "unspecified"),
+    ("2002:7f00:1::1", "loopback (embedded 127.0.0.1)"),  # 6to4
+    ("2002:a00:1::1", "private (embedded 10.0.0.1)"),
 ]
 
 
@@ -96,7 +98,9 @@ def test_non_global_addresses_are_refused(address: str, kind: str | None) -> Non
         assert found == kind
 
 
-@pytest.mark.parametrize("address", [PUBLIC_V4, "8.8.8.8", PUBLIC_V6, "::ffff:8.8.8.8"])
+@pytest.mark.parametrize(
+    "address", [PUBLIC_V4, "8.8.8.8", PUBLIC_V6, "::ffff:8.8.8.8", "2002:808:808::1"]
+)
 def test_global_addresses_are_allowed(address: str) -> None:
     assert refused_address(ipaddress.ip_address(address)) is None
 

@@ -57,11 +57,20 @@ def refused_address(address: IPAddress) -> str | None:
     """Why `address` is no place for a webhook (None: it is globally routable).
 
     An IPv4-mapped IPv6 address (`::ffff:10.0.0.1`) is judged as the IPv4 address it
-    carries. Shared (100.64/10) and documentation ranges are not private in every
-    Python's table, so anything not global is refused as well.
+    carries; a 6to4 or Teredo address is refused when the IPv4 address it embeds
+    is. Shared (100.64/10) and documentation ranges are not private in every Python's
+    table, so anything not global is refused as well.
     """
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
+        else:
+            # 6to4 and Teredo addresses carry an IPv4 address a relay would reach.
+            embedded = address.sixtofour or (address.teredo[1] if address.teredo else None)
+            if embedded is not None:
+                kind = refused_address(embedded)
+                if kind is not None:
+                    return f"{kind} (embedded {embedded})"
     checks = (
         (address.is_unspecified, "unspecified"),
         (address.is_loopback, "loopback"),
