@@ -52,6 +52,7 @@ class Refs:
     api_key_id: str  # one of the organization's keys (key_...)
     audit_event_id: str  # one of the organization's audit events (aud_...)
     upload_token_id: str  # one of the organization's upload tokens (upt_...)
+    webhook_id: str  # one of the organization's webhooks (whk_...)
 
 
 RANDOM_ID: dict[str, Callable[[], str]] = {
@@ -63,7 +64,13 @@ RANDOM_ID: dict[str, Callable[[], str]] = {
     "api_key_id": lambda: "key_" + secrets.token_hex(12),
     "audit_event_id": lambda: "aud_" + secrets.token_hex(12),
     "upload_token_id": lambda: "upt_" + secrets.token_hex(12),
+    "webhook_id": lambda: "whk_" + secrets.token_hex(12),
 }
+
+# Webhooks the matrices create point here: a closed port on loopback, which the test
+# service admits (`webhook_allow_private` in tests/e2e.py DEFAULT_SETTINGS); part A
+# delivers nothing, so nothing is ever sent there.
+WEBHOOK_URL = "http://127.0.0.1:9/hook"
 
 
 @dataclass(frozen=True)
@@ -186,6 +193,14 @@ def throwaway_token(client: httpx.Client, party: Party, fake: FakeOpenAI) -> Ref
     return replace(party.refs, upload_token_id=response.json()["id"])
 
 
+def throwaway_webhook(client: httpx.Client, party: Party, fake: FakeOpenAI) -> Refs:
+    response = client.post(
+        org_url(party.refs, "webhooks"), json={"url": WEBHOOK_URL}, headers=party.tenant.headers
+    )
+    assert response.status_code == 201, response.text
+    return replace(party.refs, webhook_id=response.json()["id"])
+
+
 CREDENTIAL = Swap("its-credential", ("credential_id",))
 VECTOR_STORE = Swap("its-vector-store", ("vector_store_id",))
 CREDENTIAL_AND_STORE = Swap("its-credential-and-vector-store", ("credential_id", "vector_store_id"))
@@ -198,6 +213,7 @@ UPSTREAM_FILE_AND_STORE = Swap(
 API_KEY = Swap("its-api-key", ("api_key_id",))
 AUDIT_EVENT = Swap("its-audit-event", ("audit_event_id",))
 UPLOAD_TOKEN = Swap("its-upload-token", ("upload_token_id",))
+WEBHOOK = Swap("its-webhook", ("webhook_id",))
 
 ROUTES: tuple[Route, ...] = (
     Route(
@@ -363,6 +379,36 @@ ROUTES: tuple[Route, ...] = (
         swaps=(UPLOAD_TOKEN,),
         prepare=throwaway_token,
     ),
+    Route(
+        "create-webhook",
+        "POST",
+        ORG + "/webhooks",
+        lambda r: Call("POST", org_url(r, "webhooks"), json={"url": WEBHOOK_URL}),
+        ok=201,
+    ),
+    Route("list-webhooks", "GET", ORG + "/webhooks", lambda r: Call("GET", org_url(r, "webhooks"))),
+    Route(
+        "get-webhook",
+        "GET",
+        ORG + "/webhooks/{webhook_id}",
+        lambda r: Call("GET", org_url(r, "webhooks", r.webhook_id)),
+        swaps=(WEBHOOK,),
+    ),
+    Route(
+        "delete-webhook",
+        "DELETE",
+        ORG + "/webhooks/{webhook_id}",
+        lambda r: Call("DELETE", org_url(r, "webhooks", r.webhook_id)),
+        swaps=(WEBHOOK,),
+        prepare=throwaway_webhook,
+    ),
+    Route(
+        "rotate-webhook-secret",
+        "POST",
+        ORG + "/webhooks/{webhook_id}/rotate-secret",
+        lambda r: Call("POST", org_url(r, "webhooks", r.webhook_id, "rotate-secret")),
+        swaps=(WEBHOOK,),
+    ),
 )
 
 
@@ -464,6 +510,12 @@ def setup_party(client: httpx.Client, tenant: Tenant, fake: FakeOpenAI, key_id: 
         headers=tenant.headers,
     )
     assert token.status_code == 201, token.text
+    webhook = client.post(
+        f"/v1/organizations/{tenant.org_id}/webhooks",
+        json={"url": WEBHOOK_URL},
+        headers=tenant.headers,
+    )
+    assert webhook.status_code == 201, webhook.text
     refs = Refs(
         tenant.org_id,
         tenant.credential_id,
@@ -473,6 +525,7 @@ def setup_party(client: httpx.Client, tenant: Tenant, fake: FakeOpenAI, key_id: 
         key_id,
         events.json()["data"][0]["id"],
         token.json()["id"],
+        webhook.json()["id"],
     )
     party = Party(tenant, refs)
     wait_until_final(client, party)
@@ -495,6 +548,7 @@ def snapshot(client: httpx.Client, party: Party, fake: FakeOpenAI) -> dict[str, 
         "status": get(store_url(refs, "files", refs.file_id, "status")),
         "api_keys": get(org_url(refs, "api-keys"))["data"],
         "audit_events": get(org_url(refs, "audit-events"), limit="100")["data"],
+        "webhooks": get(org_url(refs, "webhooks"))["data"],
         "upstream_files": sorted(f.id for f in fake.files_for(party.tenant.openai_key)),
         "upstream_store_files": sorted(fake.vector_store_files(refs.vector_store_id)),
     }

@@ -83,6 +83,11 @@ EXPECTED_SCOPES: dict[tuple[str, str], tuple[str, ...]] = {
     ("DELETE", ORG + "/api-keys/{key_id}"): (MANAGE,),
     ("POST", ORG + "/upload-tokens"): (UPLOAD,),
     ("DELETE", ORG + "/upload-tokens/{token_id}"): (UPLOAD, MANAGE),
+    ("POST", ORG + "/webhooks"): (MANAGE,),
+    ("GET", ORG + "/webhooks"): (READ,),
+    ("GET", ORG + "/webhooks/{webhook_id}"): (READ,),
+    ("DELETE", ORG + "/webhooks/{webhook_id}"): (MANAGE,),
+    ("POST", ORG + "/webhooks/{webhook_id}/rotate-secret"): (MANAGE,),
 }
 # Routes a key may also use on itself without the scope: the path parameter naming it.
 ON_ITSELF = {("DELETE", ORG + "/api-keys/{key_id}"): "key_id"}

@@ -45,6 +45,7 @@ from vectorgate.uploads.work import ContentWork
 from vectorgate.upstream.client import create_base_client
 from vectorgate.vector_stores.poller import Poller
 from vectorgate.vector_stores.routes import router as vector_stores_router
+from vectorgate.webhooks.routes import router as webhooks_router
 
 log = logging.getLogger(__name__)
 
@@ -145,6 +146,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(api_keys_router)
     app.include_router(audit_router)
     app.include_router(upload_tokens_router)
+    app.include_router(webhooks_router)
     # Off without admin tokens: the routes answer 404 (AdminAccess) and leave the schema.
     app.include_router(admin_router, include_in_schema=bool(settings.admin_tokens))
     return app

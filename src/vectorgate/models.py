@@ -7,6 +7,7 @@ from vectorgate.organizations.models import ApiKey, Organization
 from vectorgate.upload_tokens.models import UploadToken
 from vectorgate.uploads.models import IdempotencyKey, UploadSlot, UpstreamUpload
 from vectorgate.vector_stores.models import FileBatch, VectorStore, VectorStoreFile
+from vectorgate.webhooks.models import WebhookEndpoint
 
 __all__ = [
     "AuditEvent",
@@ -21,4 +22,5 @@ __all__ = [
     "UpstreamUpload",
     "VectorStore",
     "VectorStoreFile",
+    "WebhookEndpoint",
 ]

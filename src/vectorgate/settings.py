@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Annotated
@@ -36,6 +37,21 @@ class Settings(BaseSettings):
     # Base URLs a credential may name for its own OpenAI-compatible upstream (SPEC 12);
     # empty: every credential uses `openai_base_url`.
     upstream_allowed_base_urls: Annotated[list[str], NoDecode] = []
+    # Webhooks (SPEC 10): the delays between a delivery's attempts (1 + N attempts),
+    # how long one attempt may take, how long a rotated secret still signs, and whether
+    # receivers may be private addresses and plain http (development, tests, one network).
+    webhook_retry_schedule_s: Annotated[list[float], NoDecode] = [
+        5,
+        300,
+        1800,
+        7200,
+        18000,
+        36000,
+        36000,
+    ]
+    webhook_timeout_s: float = Field(default=10, gt=0)
+    webhook_secret_overlap_s: float = Field(default=86400, ge=0)
+    webhook_allow_private: bool = False
 
     # Not in the public contract: knobs for tests and unusual deployments.
     upstream_timeout_s: float = Field(default=600, gt=0)
@@ -96,6 +112,20 @@ class Settings(BaseSettings):
     def _split_list(cls, value: object) -> object:
         if isinstance(value, str):
             return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @field_validator("webhook_retry_schedule_s", mode="before")
+    @classmethod
+    def _split_delays(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @field_validator("webhook_retry_schedule_s")
+    @classmethod
+    def _non_negative_delays(cls, value: list[float]) -> list[float]:
+        if any(not math.isfinite(delay) or delay < 0 for delay in value):
+            raise ValueError("retry delays are seconds, none of them negative")
         return value
 
     @field_validator("admin_tokens", mode="before")

@@ -46,6 +46,7 @@ BINDINGS = {
     "path.credential_id": ("credentials", 0.7),
     "path.file_id": ("files", 0.7),
     "path.key_id": ("api_keys", 0.7),
+    "path.webhook_id": ("webhooks", 0.7),
     "query.credential": ("credentials", 0.7),
     "query.after": ("cursors", 0.5),
     "body.credential_id": ("credentials", 0.7),
@@ -59,6 +60,8 @@ UPLOAD_CONTENT_REFUSALS = (400, 413, 415)
 # store is a 400 (SPEC 9.1).
 API_KEY_CREATION = "POST /v1/organizations/{org_id}/api-keys"
 ADMIN_API_KEY_CREATION = "POST /v1/admin/organizations/{org_id}/api-keys"
+# Nor "a URL whose host resolves": a schema-valid webhook URL may be refused (SPEC 10.1).
+WEBHOOK_CREATION = "POST /v1/organizations/{org_id}/webhooks"
 
 
 def schemathesis_config(ids: dict[str, list[str]]) -> str:
@@ -82,13 +85,17 @@ def schemathesis_config(ids: dict[str, list[str]]) -> str:
         "[[operations]]",
         f'include-name = "{ADMIN_API_KEY_CREATION}"',
         f"checks.positive_data_acceptance.expected-statuses = {[201, 400, 404]}",
+        "",
+        "[[operations]]",
+        f'include-name = "{WEBHOOK_CREATION}"',
+        f"checks.positive_data_acceptance.expected-statuses = {[201, 400, 401, 403, 404]}",
     ]
     return "\n".join(lines) + "\n"
 
 
 def known_ids(client: httpx.Client, tenant: Tenant, fake: FakeOpenAI) -> dict[str, list[str]]:
     """The tenant's registered vector store holding one uploaded file, two keys to revoke
-    (never the one the run uses) and its newest audit event."""
+    (never the one the run uses), two webhooks and its newest audit event."""
     store = register_store(client, tenant, fake)
     record = upload_text(client, tenant, store)
     keys_url = f"/v1/organizations/{tenant.org_id}/api-keys"
@@ -99,6 +106,15 @@ def known_ids(client: httpx.Client, tenant: Tenant, fake: FakeOpenAI) -> dict[st
         )
         assert response.status_code == 201, response.text
         keys.append(response.json()["id"])
+    webhooks = []
+    for port in (9, 10):
+        response = client.post(
+            f"/v1/organizations/{tenant.org_id}/webhooks",
+            json={"url": f"http://127.0.0.1:{port}/hook"},
+            headers=tenant.headers,
+        )
+        assert response.status_code == 201, response.text
+        webhooks.append(response.json()["id"])
     events = client.get(
         f"/v1/organizations/{tenant.org_id}/audit-events", headers=tenant.headers
     ).json()["data"]
@@ -109,6 +125,7 @@ def known_ids(client: httpx.Client, tenant: Tenant, fake: FakeOpenAI) -> dict[st
         "vector_stores": [store],
         "files": files,
         "api_keys": keys,
+        "webhooks": webhooks,
         "cursors": [*files, events[0]["id"]],
     }
 
@@ -141,7 +158,7 @@ def test_schemathesis_finds_no_failure(
     )  # fmt: skip
     summary = done.stdout[-6000:]
     assert done.returncode == 0, summary
-    assert "Dictionaries:     6 dictionaries" in done.stdout, summary
+    assert "Dictionaries:     7 dictionaries" in done.stdout, summary
     assert "failures" not in summary.splitlines()[-1], summary
     assert "Traceback" not in service.running.log()
     assert ADMIN_TOKEN not in service.running.log()

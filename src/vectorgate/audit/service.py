@@ -49,6 +49,9 @@ class EventType(StrEnum):
     VECTOR_STORE_UNREGISTERED = "vector_store.unregistered"
     UPLOAD_TOKEN_CREATED = "upload_token.created"
     UPLOAD_TOKEN_REVOKED = "upload_token.revoked"
+    WEBHOOK_CREATED = "webhook.created"
+    WEBHOOK_DELETED = "webhook.deleted"
+    WEBHOOK_SECRET_ROTATED = "webhook.secret_rotated"
 
 
 def record_event(

@@ -1,0 +1,1 @@
+"""Webhook endpoints (SPEC 10.1): where an organization's events are delivered."""

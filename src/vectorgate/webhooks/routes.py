@@ -1,0 +1,117 @@
+"""Webhook endpoints over HTTP (SPEC 10.1): `manage`, listing and reading `read`."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter
+
+from vectorgate.deps import (
+    ORGANIZATION_PATH,
+    ManageCaller,
+    PathId,
+    ReadCaller,
+    ResourcesDep,
+    SessionDep,
+)
+from vectorgate.errors import OrgErrorBody, bad_request, documented_errors
+from vectorgate.limits import json_body, json_request_body
+from vectorgate.vector_stores.schemas import Deleted
+from vectorgate.webhooks.destinations import DestinationRefused, check_destination
+from vectorgate.webhooks.models import WebhookEndpoint
+from vectorgate.webhooks.schemas import (
+    IssuedWebhook,
+    RotatedSecret,
+    WebhookCreate,
+    WebhookList,
+    WebhookOut,
+)
+from vectorgate.webhooks.service import (
+    create_webhook,
+    delete_webhook,
+    get_webhook,
+    list_webhooks,
+    rotate_webhook_secret,
+)
+
+router = APIRouter(
+    prefix="/v1/organizations/{org_id}/webhooks",
+    tags=["webhooks"],
+    dependencies=[ORGANIZATION_PATH],
+    responses=documented_errors(OrgErrorBody, 400, 401, 403, 404, 413, 500),
+)
+
+
+def shown(record: WebhookEndpoint) -> WebhookOut:
+    return WebhookOut(
+        id=record.id,
+        url=record.url,
+        events=record.event_types,
+        description=record.description,
+        created_at=record.created_at,
+    )
+
+
+@router.post("", status_code=201, openapi_extra=json_request_body(WebhookCreate))
+async def add_webhook(
+    caller: ManageCaller,
+    body: Annotated[WebhookCreate, json_body(WebhookCreate)],
+    session: SessionDep,
+    resources: ResourcesDep,
+) -> IssuedWebhook:
+    """Create a webhook (its `secret` is shown in this answer and on rotation only)."""
+    try:
+        # Before the session is used: a slow resolver holds no database connection.
+        destination = await check_destination(
+            body.url, allow_private=resources.settings.webhook_allow_private
+        )
+    except DestinationRefused as refused:
+        raise bad_request(refused.reason, url=body.url) from None
+    issued = await create_webhook(
+        session,
+        resources.keyring,
+        caller.organization_id,
+        destination,
+        event_types=body.events,
+        description=body.description,
+        actor=caller.actor,
+    )
+    return IssuedWebhook(**dict(shown(issued.record)), secret=issued.secret.reveal())
+
+
+@router.get("")
+async def list_all(caller: ReadCaller, session: SessionDep) -> WebhookList:
+    """List the organization's webhooks, newest first (never a secret)."""
+    return WebhookList(
+        data=[shown(r) for r in await list_webhooks(session, caller.organization_id)]
+    )
+
+
+@router.get("/{webhook_id}")
+async def get_one(webhook_id: PathId, caller: ReadCaller, session: SessionDep) -> WebhookOut:
+    """One webhook (never its secret)."""
+    return shown(await get_webhook(session, caller.organization_id, webhook_id))
+
+
+@router.delete("/{webhook_id}")
+async def remove(webhook_id: PathId, caller: ManageCaller, session: SessionDep) -> Deleted:
+    """Delete a webhook; nothing more is delivered to it."""
+    await delete_webhook(session, caller.organization_id, webhook_id, caller.actor)
+    return Deleted(id=webhook_id)
+
+
+@router.post("/{webhook_id}/rotate-secret")
+async def rotate_secret(
+    webhook_id: PathId, caller: ManageCaller, session: SessionDep, resources: ResourcesDep
+) -> RotatedSecret:
+    """A new signing secret (shown once); the previous one keeps signing for
+    `VECTORGATE_WEBHOOK_SECRET_OVERLAP_S`."""
+    issued = await rotate_webhook_secret(
+        session,
+        resources.keyring,
+        caller.organization_id,
+        webhook_id,
+        overlap_s=resources.settings.webhook_secret_overlap_s,
+        actor=caller.actor,
+    )
+    return RotatedSecret(secret=issued.secret.reveal())

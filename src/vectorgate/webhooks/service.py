@@ -1,0 +1,151 @@
+"""Webhook endpoints (SPEC 10.1): creating, listing, deleting, rotating their secrets.
+
+Only the records: delivery (part of the events dispatcher) reads them, never a route.
+"""
+
+from __future__ import annotations
+
+import base64
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from urllib.parse import urlsplit
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from vectorgate.audit.service import Actor, EventType, record_event
+from vectorgate.db import new_id, utcnow
+from vectorgate.errors import bad_request, not_found
+from vectorgate.schemas import iso_millis
+from vectorgate.security.encryption import Keyring, Secret
+from vectorgate.webhooks.destinations import Destination
+from vectorgate.webhooks.models import WebhookEndpoint
+
+SECRET_PREFIX = "whsec_"
+SECRET_BYTES = 32  # SPEC 10.1; Standard Webhooks allows 24 to 64
+
+
+def generate_secret() -> Secret:
+    """`whsec_` + base64 of 32 random bytes: the form Standard Webhooks libraries take."""
+    return Secret(SECRET_PREFIX + base64.b64encode(secrets.token_bytes(SECRET_BYTES)).decode())
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedWebhookSecret:
+    record: WebhookEndpoint
+    secret: Secret  # shown once, stored only encrypted
+
+    def __repr__(self) -> str:
+        return f"IssuedWebhookSecret(id={self.record.id!r})"
+
+
+async def create_webhook(
+    session: AsyncSession,
+    keyring: Keyring,
+    org_id: str,
+    destination: Destination,
+    *,
+    event_types: Sequence[str] | None,
+    description: str | None,
+    actor: Actor,
+) -> IssuedWebhookSecret:
+    """A new endpoint for a checked destination (see destinations.check_destination)."""
+    if event_types is not None and not event_types:
+        raise bad_request("events must name at least one event type, or be null for all")
+    webhook_id = new_id("whk_")
+    secret = generate_secret()
+    record = WebhookEndpoint(
+        id=webhook_id,
+        organization_id=org_id,
+        url=destination.url,
+        description=description,
+        event_types=list(event_types) if event_types is not None else None,
+        secret_ciphertext=keyring.encrypt(secret, associated_data=webhook_id),
+        previous_secret_ciphertext=None,
+        previous_secret_expires_at=None,
+        created_at=utcnow(),
+    )
+    session.add(record)
+    # The host only: a receiver's path or query may itself be a capability (a token
+    # in the URL), and audit events outlive the webhook.
+    details = {"host": destination.host, "events": record.event_types}
+    record_event(session, org_id, actor, EventType.WEBHOOK_CREATED, webhook_id, details)
+    await session.flush()
+    return IssuedWebhookSecret(record, secret)
+
+
+async def list_webhooks(session: AsyncSession, org_id: str) -> Sequence[WebhookEndpoint]:
+    return (
+        await session.scalars(
+            select(WebhookEndpoint)
+            .where(WebhookEndpoint.organization_id == org_id)
+            .order_by(WebhookEndpoint.created_at.desc(), WebhookEndpoint.id)
+        )
+    ).all()
+
+
+async def get_webhook(session: AsyncSession, org_id: str, webhook_id: str) -> WebhookEndpoint:
+    """The organization's webhook; 404 for unknown ids and other organizations' alike."""
+    record = await session.get(WebhookEndpoint, webhook_id)
+    if record is None or record.organization_id != org_id:
+        raise not_found("Webhook not found", webhook_id=webhook_id)
+    return record
+
+
+async def delete_webhook(session: AsyncSession, org_id: str, webhook_id: str, actor: Actor) -> None:
+    record = await get_webhook(session, org_id, webhook_id)
+    host = _host_of(record.url)
+    await session.delete(record)
+    record_event(session, org_id, actor, EventType.WEBHOOK_DELETED, webhook_id, {"host": host})
+    await session.flush()
+
+
+async def rotate_webhook_secret(
+    session: AsyncSession,
+    keyring: Keyring,
+    org_id: str,
+    webhook_id: str,
+    *,
+    overlap_s: float,
+    actor: Actor,
+) -> IssuedWebhookSecret:
+    """A new secret; the current one stays valid for `overlap_s` (0: not at all).
+
+    At most two secrets sign: rotating again within the overlap drops the older previous.
+    """
+    record = await get_webhook(session, org_id, webhook_id)
+    now = utcnow()
+    secret = generate_secret()
+    if overlap_s > 0:
+        record.previous_secret_ciphertext = record.secret_ciphertext
+        record.previous_secret_expires_at = now + timedelta(seconds=overlap_s)
+    else:
+        record.previous_secret_ciphertext = None
+        record.previous_secret_expires_at = None
+    record.secret_ciphertext = keyring.encrypt(secret, associated_data=record.id)
+    expires = record.previous_secret_expires_at
+    details = {"previous_secret_expires_at": iso_millis(expires) if expires else None}
+    record_event(session, org_id, actor, EventType.WEBHOOK_SECRET_ROTATED, record.id, details)
+    await session.flush()
+    return IssuedWebhookSecret(record, secret)
+
+
+def signing_secrets(
+    keyring: Keyring, record: WebhookEndpoint, *, now: datetime | None = None
+) -> list[Secret]:
+    """The secrets a delivery made now is signed with: the current one, and the previous
+    one while its overlap lasts (SPEC 10.1, 10.3)."""
+    found = [keyring.decrypt(record.secret_ciphertext, associated_data=record.id)]
+    expires = record.previous_secret_expires_at
+    if record.previous_secret_ciphertext is not None and expires is not None:
+        if (now or utcnow()) < expires:
+            found.append(
+                keyring.decrypt(record.previous_secret_ciphertext, associated_data=record.id)
+            )
+    return found
+
+
+def _host_of(url: str) -> str:
+    return urlsplit(url).hostname or ""
