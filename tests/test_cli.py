@@ -19,9 +19,10 @@ from vectorgate.credentials.models import Credential
 from vectorgate.credentials.service import reveal_key
 from vectorgate.db import create_engine, create_sessionmaker
 from vectorgate.migrate import head_revision, upgrade_to_head
-from vectorgate.security.encryption import Keyring, generate_key
+from vectorgate.security.encryption import Keyring, Secret, generate_key
 from vectorgate.testing.fake_openai import FakeOpenAI
-from vectorgate.testing.service import run_cli, service_env
+from vectorgate.testing.service import run_cli_process, service_env
+from vectorgate.webhooks.models import WebhookEndpoint
 
 OPENAI_KEY = "sk-cli-test-0123456789abcdef"
 
@@ -147,6 +148,77 @@ def test_rotation_moves_every_credential_to_the_first_key(
     assert reveal_key(Keyring([new]), rotated).reveal() == OPENAI_KEY
 
 
+def webhook_under(database_url: str, keyring: Keyring, org: str, *secrets: str) -> str:
+    """A webhook row whose current (and previous) secret `keyring` encrypted."""
+    hook_id = "whk_" + hashlib.sha256(org.encode()).hexdigest()[:24]
+    ciphertexts = [keyring.encrypt(Secret(s), associated_data=hook_id) for s in secrets]
+
+    async def insert() -> None:
+        engine = create_engine(database_url)
+        try:
+            async with create_sessionmaker(engine)() as session, session.begin():
+                session.add(
+                    WebhookEndpoint(
+                        id=hook_id,
+                        organization_id=org,
+                        url="https://hooks.example.com/in",
+                        secret_ciphertext=ciphertexts[0],
+                        previous_secret_ciphertext=ciphertexts[1],
+                        previous_secret_expires_at=datetime.now(UTC) + timedelta(hours=1),
+                    )
+                )
+        finally:
+            await engine.dispose()
+
+    asyncio.run(insert())
+    return hook_id
+
+
+def webhook_row(database_url: str, hook_id: str) -> WebhookEndpoint:
+    async def load() -> WebhookEndpoint:
+        engine = create_engine(database_url)
+        try:
+            async with create_sessionmaker(engine)() as session:
+                record = await session.get(WebhookEndpoint, hook_id)
+                assert record is not None
+                return record
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(load())
+
+
+def test_rotation_moves_webhook_secrets_to_the_first_key_too(
+    cli: Any, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    old, new = generate_key(), generate_key()
+    monkeypatch.setenv("VECTORGATE_ENCRYPTION_KEYS", old)
+    org = cli("orgs", "create", "Acme")["id"]
+    hook = webhook_under(database_url, Keyring([old]), org, "whsec_current", "whsec_previous")
+
+    monkeypatch.setenv("VECTORGATE_ENCRYPTION_KEYS", f"{new},{old}")
+    assert cli("credentials", "rotate")["webhooks_rotated"] == 1
+    assert cli("credentials", "rotate")["webhooks_rotated"] == 0
+
+    # After rotation the old key can be dropped: both secrets open with the new one alone.
+    record, only_new = webhook_row(database_url, hook), Keyring([new])
+    assert only_new.decrypt(record.secret_ciphertext, associated_data=hook).reveal() == (
+        "whsec_current"
+    )
+    assert record.previous_secret_ciphertext is not None
+    previous = only_new.decrypt(record.previous_secret_ciphertext, associated_data=hook)
+    assert previous.reveal() == "whsec_previous"
+
+
+def test_rotation_reports_webhooks_no_key_can_open(
+    cli: Any, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    org = cli("orgs", "create", "Acme")["id"]
+    hook = webhook_under(database_url, Keyring([generate_key()]), org, "whsec_a", "whsec_b")
+    monkeypatch.setenv("VECTORGATE_ENCRYPTION_KEYS", generate_key())
+    assert hook in cli("credentials", "rotate", expect=1)["error"]
+
+
 def test_vector_store_register_creates_or_checks_upstream(
     cli: Any, fake: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -201,11 +273,10 @@ def test_register_works_in_a_fresh_process(
 ) -> None:
     """A new process imports only what the command needs: every model must still resolve."""
     env = service_env(tmp_path, database_url, fake.base_url)
-    org = run_cli(env, "orgs", "create", "Acme")["id"]
-    cred = run_cli(env, "credentials", "create", "--org", org, "--name", "m", stdin=OPENAI_KEY)[
-        "id"
-    ]
-    store = run_cli(
+    run = run_cli_process
+    org = run(env, "orgs", "create", "Acme")["id"]
+    cred = run(env, "credentials", "create", "--org", org, "--name", "m", stdin=OPENAI_KEY)["id"]
+    store = run(
         env, "vector-stores", "register", "--org", org, "--credential", cred, "--create", "docs"
     )
     assert store["id"].startswith("vs_")

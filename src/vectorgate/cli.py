@@ -300,18 +300,32 @@ async def _create_credential(args: argparse.Namespace, settings: Settings) -> di
 async def _rotate(_args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     from vectorgate.audit.service import CLI
     from vectorgate.credentials.service import rotate_credentials
+    from vectorgate.webhooks.service import reencrypt_secrets
 
     keyring = load_keyring(settings.encryption_keys.get_secret_value(), settings.data_dir)
 
     async def work(session: AsyncSession) -> dict[str, Any]:
         rotated, undecryptable = await rotate_credentials(session, keyring, CLI)
-        return {"rotated": rotated, "undecryptable": undecryptable}
+        webhooks, undecryptable_webhooks = await reencrypt_secrets(session, keyring)
+        return {
+            "rotated": rotated,
+            "undecryptable": undecryptable,
+            "webhooks_rotated": webhooks,
+            "undecryptable_webhooks": undecryptable_webhooks,
+        }
 
     result = await _in_transaction(settings, work)
-    if result["undecryptable"]:
+    lost = [
+        f"{kind} {', '.join(ids)}"
+        for kind, ids in (
+            ("credentials", result["undecryptable"]),
+            ("webhooks", result["undecryptable_webhooks"]),
+        )
+        if ids
+    ]
+    if lost:
         raise ValueError(
-            f"rotated {result['rotated']}; no configured key decrypts credentials "
-            f"{', '.join(result['undecryptable'])}"
+            f"rotated {result['rotated']}; no configured key decrypts {'; '.join(lost)}"
         )
     return result
 

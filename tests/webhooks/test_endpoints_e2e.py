@@ -26,7 +26,7 @@ from vectorgate.security.encryption import Keyring, load_keyring
 from vectorgate.testing.fake_openai import FakeOpenAI
 from vectorgate.testing.service import Tenant
 from vectorgate.webhooks.models import WebhookEndpoint
-from vectorgate.webhooks.service import signing_secrets
+from vectorgate.webhooks.service import MAX_WEBHOOKS_PER_ORG, signing_secrets
 
 pytestmark = pytest.mark.e2e
 
@@ -170,6 +170,19 @@ def test_invalid_bodies_are_400_and_create_nothing(
     response = client.post(url(tenant), json=body, headers=tenant.headers)
     assert_error(response, 400, "INVALID_REQUEST")
     assert client.get(url(tenant), headers=tenant.headers).json()["data"] == before
+
+
+def test_an_organization_has_at_most_its_cap_of_webhooks(
+    service: Service, client: httpx.Client
+) -> None:
+    tenant = service.new_tenant()
+    made = [create(client, tenant)["id"] for _ in range(MAX_WEBHOOKS_PER_ORG)]
+    over = client.post(url(tenant), json={"url": RECEIVER}, headers=tenant.headers)
+    body = assert_error(over, 400, "INVALID_REQUEST")
+    assert body["error"]["details"] == {"max_webhooks": MAX_WEBHOOKS_PER_ORG}
+    # Room again once one is deleted.
+    assert client.delete(url(tenant, made[0]), headers=tenant.headers).status_code == 200
+    create(client, tenant)
 
 
 def test_a_malformed_webhook_id_is_400_and_an_unknown_one_404(

@@ -80,6 +80,23 @@ def run_cli(env: Mapping[str, str], *args: str, stdin: str | None = None) -> dic
     return result
 
 
+def run_cli_process(env: Mapping[str, str], *args: str, stdin: str | None = None) -> dict[str, Any]:
+    """`run_cli`, but in a new interpreter, exactly as an operator's shell runs it."""
+    done = subprocess.run(
+        [sys.executable, "-m", "vectorgate", *args, "--json"],
+        env=dict(env),
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"vectorgate {' '.join(args)} failed: {done.stdout}{done.stderr}")
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
+
+
 @dataclass
 class Tenant:
     """An organization with an API key and a credential holding (fake) `openai_key`."""

@@ -12,19 +12,22 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from vectorgate.audit.service import Actor, EventType, record_event
 from vectorgate.db import new_id, utcnow
 from vectorgate.errors import bad_request, not_found
 from vectorgate.schemas import iso_millis
-from vectorgate.security.encryption import Keyring, Secret
+from vectorgate.security.encryption import DecryptionError, Keyring, Secret
 from vectorgate.webhooks.destinations import Destination
 from vectorgate.webhooks.models import WebhookEndpoint
 
 SECRET_PREFIX = "whsec_"
 SECRET_BYTES = 32  # SPEC 10.1; Standard Webhooks allows 24 to 64
+# Webhooks per organization: every event goes to each of them, and the list is not paged.
+# A handful of receivers (an app, a queue, a log) is the use; Stripe allows 16 per mode.
+MAX_WEBHOOKS_PER_ORG = 20
 
 
 def generate_secret() -> Secret:
@@ -54,6 +57,14 @@ async def create_webhook(
     """A new endpoint for a checked destination (see destinations.check_destination)."""
     if event_types is not None and not event_types:
         raise bad_request("events must name at least one event type, or be null for all")
+    existing = await session.scalar(
+        select(func.count()).where(WebhookEndpoint.organization_id == org_id)
+    )
+    if (existing or 0) >= MAX_WEBHOOKS_PER_ORG:
+        raise bad_request(
+            f"An organization may have at most {MAX_WEBHOOKS_PER_ORG} webhooks; delete one first",
+            max_webhooks=MAX_WEBHOOKS_PER_ORG,
+        )
     webhook_id = new_id("whk_")
     secret = generate_secret()
     record = WebhookEndpoint(
@@ -149,3 +160,32 @@ def signing_secrets(
 
 def _host_of(url: str) -> str:
     return urlsplit(url).hostname or ""
+
+
+async def reencrypt_secrets(session: AsyncSession, keyring: Keyring) -> tuple[int, list[str]]:
+    """Re-encrypt every webhook secret (current and previous) not yet under the primary
+    key, as `vectorgate credentials rotate` does for credentials, so that an old
+    encryption key can be dropped. Returns how many webhooks were re-encrypted and the ids
+    of those no configured key can decrypt (left as they are)."""
+    rotated, undecryptable = 0, []
+    for record in await session.scalars(select(WebhookEndpoint)):
+        stale = [
+            name
+            for name in ("secret_ciphertext", "previous_secret_ciphertext")
+            if (token := getattr(record, name)) is not None and keyring.needs_rotation(token)
+        ]
+        if not stale:
+            continue
+        try:
+            secrets_ = {
+                name: keyring.decrypt(getattr(record, name), associated_data=record.id)
+                for name in stale
+            }
+        except DecryptionError:
+            undecryptable.append(record.id)
+            continue
+        for name, secret in secrets_.items():
+            setattr(record, name, keyring.encrypt(secret, associated_data=record.id))
+        rotated += 1
+    await session.flush()
+    return rotated, undecryptable
