@@ -162,13 +162,17 @@ def test_a_64_mib_header_is_refused_within_milliseconds(service: Service, victim
     log_answers(exchanges)
     # Each refused connection is held a moment (REFUSAL_LINGER_S) so that its client can
     # read the 431: attackers reconnecting as fast as they can may fill the connection cap
-    # with these, and are then refused at the door (503) until some have closed.
+    # with these, and are then refused at the door until some have closed. The door closes
+    # at once (it must not hold fds for connections past the cap), so an attacker still
+    # sending its header there may get a reset instead of the 503.
     eventually(lambda: client_connections(service) <= connections, 10, "connections closed")
     assert_unharmed(calm, attacked)
     assert growth[0] < RSS_GROWTH_LIMIT, growth
-    answers = [status_of(exchange.reply) for exchange in exchanges]
-    assert 431 in answers
-    for exchange in exchanges:
+    answered = [exchange for exchange in exchanges if exchange.reply]
+    resets = len(exchanges) - len(answered)
+    figures.info("%d of %d attack connections reset at the door", resets, len(exchanges))
+    assert 431 in [status_of(exchange.reply) for exchange in answered]
+    for exchange in answered:
         if status_of(exchange.reply) == 503:
             org_error(exchange.reply, 503, "SERVICE_UNAVAILABLE")
         else:
