@@ -6,12 +6,12 @@ import asyncio
 import contextlib
 import secrets
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import DateTime, MetaData, event
+from sqlalchemy import DateTime, MetaData, Select, and_, event, or_
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -143,3 +143,21 @@ async def unit_of_work(
             raise
         else:
             await session.commit()
+
+
+async def newest_first_page(
+    session: AsyncSession, query: Select[Any], model: Any, cursor: Any | None, limit: int
+) -> tuple[Sequence[Any], bool]:
+    """One page of `query`'s `model` rows, newest first (by `created_at`, then `id`),
+    starting after the row `cursor` (None: from the newest); and whether more follow.
+    Every paginated list of the API pages this way (SPEC 4's file list)."""
+    if cursor is not None:
+        query = query.where(
+            or_(
+                model.created_at < cursor.created_at,
+                and_(model.created_at == cursor.created_at, model.id < cursor.id),
+            )
+        )
+    query = query.order_by(model.created_at.desc(), model.id.desc()).limit(limit + 1)
+    rows = (await session.scalars(query)).all()
+    return rows[:limit], len(rows) > limit

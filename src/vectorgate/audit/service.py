@@ -13,11 +13,11 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Literal
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from vectorgate.audit.models import AuditEvent
-from vectorgate.db import new_id, utcnow
+from vectorgate.db import new_id, newest_first_page, utcnow
 from vectorgate.errors import not_found
 
 ActorType = Literal["api_key", "admin", "cli"]
@@ -83,16 +83,9 @@ async def list_events(
 ) -> tuple[Sequence[AuditEvent], bool]:
     """Newest first; `after` is the id of the last event of the previous page."""
     query = select(AuditEvent).where(AuditEvent.organization_id == organization_id)
+    cursor = None
     if after is not None:
         cursor = await session.get(AuditEvent, after)
         if cursor is None or cursor.organization_id != organization_id:
             raise not_found("The 'after' event was not found", after=after)
-        query = query.where(
-            or_(
-                AuditEvent.created_at < cursor.created_at,
-                and_(AuditEvent.created_at == cursor.created_at, AuditEvent.id < cursor.id),
-            )
-        )
-    query = query.order_by(AuditEvent.created_at.desc(), AuditEvent.id.desc())
-    rows = (await session.scalars(query.limit(limit + 1))).all()
-    return rows[:limit], len(rows) > limit
+    return await newest_first_page(session, query, AuditEvent, cursor, limit)

@@ -6,11 +6,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from vectorgate.audit.service import Actor, EventType, record_event
-from vectorgate.db import new_id, utcnow
+from vectorgate.db import new_id, newest_first_page, utcnow
 from vectorgate.errors import bad_request, not_found
 from vectorgate.organizations.models import ALL_SCOPES, ApiKey, Organization, Scope
 from vectorgate.schemas import iso_millis
@@ -58,19 +58,12 @@ async def list_organizations(
 ) -> tuple[Sequence[Organization], bool]:
     """Newest first; `after` is the id of the last organization of the previous page."""
     query = select(Organization)
+    cursor = None
     if after is not None:
         cursor = await session.get(Organization, after)
         if cursor is None:
             raise not_found("The 'after' organization was not found", after=after)
-        query = query.where(
-            or_(
-                Organization.created_at < cursor.created_at,
-                and_(Organization.created_at == cursor.created_at, Organization.id < cursor.id),
-            )
-        )
-    query = query.order_by(Organization.created_at.desc(), Organization.id.desc())
-    rows = (await session.scalars(query.limit(limit + 1))).all()
-    return rows[:limit], len(rows) > limit
+    return await newest_first_page(session, query, Organization, cursor, limit)
 
 
 def canonical_scopes(scopes: Iterable[str]) -> list[Scope]:

@@ -9,13 +9,13 @@ from datetime import datetime, timedelta
 
 import openai
 from openai.types.vector_stores import VectorStoreFile as UpstreamFile
-from sqlalchemy import and_, delete, or_, select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from vectorgate.audit.service import Actor, EventType, record_event
 from vectorgate.credentials.service import get_credential, reveal_key
-from vectorgate.db import new_id, utcnow, write_transaction
+from vectorgate.db import new_id, newest_first_page, utcnow, write_transaction
 from vectorgate.errors import AppError, ErrorCode, not_found
 from vectorgate.ingest import Ingested
 from vectorgate.security.encryption import Keyring
@@ -303,6 +303,7 @@ async def list_file_records(
     )
     if status is not None:
         query = query.where(VectorStoreFile.processing_status == status)
+    cursor = None
     if after is not None:
         cursor = await session.get(VectorStoreFile, after)
         if cursor is None or (cursor.organization_id, cursor.vector_store_id) != (
@@ -310,18 +311,7 @@ async def list_file_records(
             store.id,
         ):
             raise not_found("The 'after' record was not found", after=after)
-        query = query.where(
-            or_(
-                VectorStoreFile.created_at < cursor.created_at,
-                and_(
-                    VectorStoreFile.created_at == cursor.created_at,
-                    VectorStoreFile.id < cursor.id,
-                ),
-            )
-        )
-    query = query.order_by(VectorStoreFile.created_at.desc(), VectorStoreFile.id.desc())
-    rows = (await session.scalars(query.limit(limit + 1))).all()
-    return rows[:limit], len(rows) > limit
+    return await newest_first_page(session, query, VectorStoreFile, cursor, limit)
 
 
 async def get_file_record(
