@@ -8,7 +8,7 @@ import io
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from sqlalchemy import select
@@ -25,6 +25,9 @@ from vectorgate.testing.service import run_cli_process, service_env
 from vectorgate.webhooks.models import WebhookEndpoint
 
 OPENAI_KEY = "sk-cli-test-0123456789abcdef"
+
+
+Row = TypeVar("Row")
 
 
 @pytest.fixture
@@ -55,18 +58,24 @@ def cli(
     return run
 
 
-def credential_ciphertext(database_url: str, credential_id: str) -> Credential:
-    async def load() -> Credential:
+def stored(database_url: str, model: type[Row], row_id: str) -> Row:
+    """The row `row_id` of `model`, read on a connection of its own."""
+
+    async def load() -> Row:
         engine = create_engine(database_url)
         try:
             async with create_sessionmaker(engine)() as session:
-                credential = await session.get(Credential, credential_id)
-                assert credential is not None
-                return credential
+                row = await session.get(model, row_id)
+                assert row is not None
+                return row
         finally:
             await engine.dispose()
 
     return asyncio.run(load())
+
+
+def credential_ciphertext(database_url: str, credential_id: str) -> Credential:
+    return stored(database_url, Credential, credential_id)
 
 
 def test_orgs_keys_and_credentials_print_one_json_object(cli: Any) -> None:
@@ -174,20 +183,6 @@ def webhook_under(database_url: str, keyring: Keyring, org: str, *secrets: str) 
     return hook_id
 
 
-def webhook_row(database_url: str, hook_id: str) -> WebhookEndpoint:
-    async def load() -> WebhookEndpoint:
-        engine = create_engine(database_url)
-        try:
-            async with create_sessionmaker(engine)() as session:
-                record = await session.get(WebhookEndpoint, hook_id)
-                assert record is not None
-                return record
-        finally:
-            await engine.dispose()
-
-    return asyncio.run(load())
-
-
 def test_rotation_moves_webhook_secrets_to_the_first_key_too(
     cli: Any, database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -201,7 +196,7 @@ def test_rotation_moves_webhook_secrets_to_the_first_key_too(
     assert cli("credentials", "rotate")["webhooks_rotated"] == 0
 
     # After rotation the old key can be dropped: both secrets open with the new one alone.
-    record, only_new = webhook_row(database_url, hook), Keyring([new])
+    record, only_new = stored(database_url, WebhookEndpoint, hook), Keyring([new])
     assert only_new.decrypt(record.secret_ciphertext, associated_data=hook).reveal() == (
         "whsec_current"
     )
