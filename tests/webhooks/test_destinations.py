@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import socket
+import threading
+import time
 from collections.abc import Sequence
 
 import pytest
@@ -243,3 +246,38 @@ def test_the_system_resolver_resolves_localhost_and_it_is_refused() -> None:
     reason = refusal("https://localhost/hook")
     assert "localhost resolves to" in reason
     assert "loopback" in reason
+
+
+def test_name_servers_that_never_answer_do_not_stall_the_default_thread_pool(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The attack: many webhooks naming hosts whose lookups hang (getaddrinfo cannot be
+    cancelled, its thread stays busy past our timeout). The victim: work that the service
+    does in the default thread pool (multipart and base64 intake), timed meanwhile."""
+    release = threading.Event()
+
+    def hanging_getaddrinfo(*_args: object, **_kwargs: object) -> list[object]:
+        release.wait(10)
+        raise OSError("no answer")
+
+    monkeypatch.setattr(socket, "getaddrinfo", hanging_getaddrinfo)
+
+    async def run() -> float:
+        attack = [
+            check_destination(f"https://h{i}.example.com/", allow_private=False, timeout_s=0.2)
+            for i in range(20)
+        ]
+        attack_done = asyncio.gather(*attack, return_exceptions=True)
+        await asyncio.sleep(0.3)  # every lookup has timed out; their threads still hang
+        started = time.perf_counter()
+        await asyncio.to_thread(lambda: None)  # the victim's turn in the default pool
+        waited = time.perf_counter() - started
+        release.set()
+        refusals = await attack_done
+        assert all(isinstance(r, DestinationRefused) for r in refusals), refusals
+        return waited
+
+    try:
+        assert asyncio.run(run()) < 0.5
+    finally:
+        release.set()

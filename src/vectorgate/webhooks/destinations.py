@@ -11,7 +11,9 @@ import asyncio
 import ipaddress
 import socket
 from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from urllib.parse import urlsplit
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -45,11 +47,21 @@ class Destination:
     addresses: tuple[IPAddress, ...]
 
 
+# getaddrinfo cannot be cancelled: past our timeout its thread stays busy until the
+# system resolver gives up (tens of seconds for a name server that never answers). In the
+# default thread pool, a few webhooks naming such hosts would stall every upload that
+# parses in a thread; in a pool of their own they only queue behind each other.
+_RESOLVER_THREADS = 4
+_resolver_pool = ThreadPoolExecutor(_RESOLVER_THREADS, thread_name_prefix="webhook-resolve")
+
+
 async def system_resolver(host: str, port: int) -> Sequence[str]:
-    """The system's resolver (getaddrinfo), in a thread so the event loop goes on."""
-    infos = await asyncio.to_thread(
+    """The system's resolver (getaddrinfo), in threads of its own so that neither the
+    event loop nor the default thread pool waits on a slow name server."""
+    lookup = partial(
         socket.getaddrinfo, host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP
     )
+    infos = await asyncio.get_running_loop().run_in_executor(_resolver_pool, lookup)
     return [str(info[4][0]) for info in infos]
 
 
