@@ -18,6 +18,7 @@ import openai
 from fastapi import Request
 from openai.types import FileObject
 from openai.types.vector_stores import VectorStoreFileBatch
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import ClientDisconnect
 
 from vectorgate.db import write_transaction
@@ -52,6 +53,9 @@ class Ingested:
     # Rows the route keeps; saved in the request's last transaction, with the slots given
     # back and the journal settled (one SQLite write instead of three).
     to_save: list[object] = field(default_factory=list)
+    # Writes that need the session (rows with the events they raise), in the same
+    # transaction, after `to_save`.
+    then: list[Callable[[AsyncSession], Awaitable[object]]] = field(default_factory=list)
 
 
 def declared_length(request: Request) -> int | None:
@@ -160,10 +164,16 @@ async def ingest(
             except ClientDisconnect:
                 raise bad_request("The client disconnected before the body was complete") from None
 
-        async def finish(to_save: list[object], settled: list[str]) -> None:
+        async def finish(
+            to_save: list[object],
+            settled: list[str],
+            then: list[Callable[[AsyncSession], Awaitable[object]]],
+        ) -> None:
             """The request's last write: what it keeps, its journal settled, slots back."""
             async with write_transaction(resources.sessionmaker) as session:
                 session.add_all(to_save)
+                for write in then:
+                    await write(session)
                 await upstream_journal.settle(session, settled)
                 await slots.give_back(session)
 
@@ -180,13 +190,13 @@ async def ingest(
                 batch = await create_batch(client, vector_store_id, [f.id for f in files])
             ingested = Ingested(staged, files, sent_names, batch)
             yield ingested
-            await finish(ingested.to_save, uploaded.file_ids)
+            await finish(ingested.to_save, uploaded.file_ids, ingested.then)
         except BaseException:
             # Only files known to be gone are settled; a failed delete keeps its journal
             # row, and the sweeper retries it once this request's slots are given back.
             deleted = await uploaded.discard()
             if uploaded.file_ids:  # else nothing to settle; UploadSlots gives back any slots
-                await asyncio.shield(finish([], deleted))
+                await asyncio.shield(finish([], deleted, []))
             if quota is not None:
                 await quota.give_back_shielded()
             raise

@@ -7,10 +7,11 @@ from vectorgate.organizations.models import ApiKey, Organization
 from vectorgate.upload_tokens.models import UploadToken
 from vectorgate.uploads.models import IdempotencyKey, UploadSlot, UpstreamUpload
 from vectorgate.vector_stores.models import FileBatch, VectorStore, VectorStoreFile
-from vectorgate.webhooks.models import WebhookEndpoint
+from vectorgate.webhooks.models import Event, WebhookDelivery, WebhookEndpoint
 
 __all__ = [
     "AuditEvent",
+    "Event",
     "FileBatch",
     "IdempotencyKey",
     "ApiKey",
@@ -22,5 +23,6 @@ __all__ = [
     "UpstreamUpload",
     "VectorStore",
     "VectorStoreFile",
+    "WebhookDelivery",
     "WebhookEndpoint",
 ]

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request
 from openai.types import FileObject
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from vectorgate.credentials.service import get_credential, reveal_key
+from vectorgate.db import write_transaction
 from vectorgate.deps import FlowiseUploadCaller, PathId, ResourcesDep
-from vectorgate.errors import FlowiseErrorBody, documented_errors, not_found
+from vectorgate.errors import AppError, FlowiseErrorBody, documented_errors, not_found
 from vectorgate.flowise.schemas import OpenAIFile
-from vectorgate.ingest import content_checker, ingest, reject_oversized_body
+from vectorgate.ingest import Ingested, content_checker, ingest, reject_oversized_body
 from vectorgate.observability import phase
 from vectorgate.schemas import ID_PATTERN
 from vectorgate.upload_tokens.service import TokenQuota
@@ -23,6 +27,7 @@ from vectorgate.uploads.staging import Reserve, StagedFile
 from vectorgate.upstream.batch import raise_for_failures, wait_for_batch
 from vectorgate.upstream.client import client_for, interactive
 from vectorgate.upstream.errors import upstream_errors
+from vectorgate.vector_stores.service import ensure_registered, save_finished_request
 
 
 def flowise_file(file: FileObject, filename: str) -> dict[str, object]:
@@ -101,7 +106,17 @@ async def upload_to_vector_store(
     client = client_for(resources.openai, reveal_key(resources.keyring, stored), stored.base_url)
     with upstream_errors("find the vector store", not_found="Vector store not found"):
         lookup = interactive(client, settings.interactive_upstream_timeout_s)
-        await lookup.vector_stores.retrieve(vector_store_id)
+        found = await lookup.vector_stores.retrieve(vector_store_id)
+    # The files get records like the base64 route's (SPEC 11.3), in a registered store.
+    await ensure_registered(
+        resources.sessionmaker,
+        caller.organization_id,
+        vector_store_id,
+        stored.id,
+        getattr(found, "name", None),
+        caller.actor,
+    )
+    token_id = token.id if token is not None else None
     body = HashingStream(request.stream(), enabled=idempotency_key is not None)
 
     def receive(workdir: Path, reserve: Reserve) -> AsyncIterator[StagedFile]:
@@ -116,26 +131,53 @@ async def upload_to_vector_store(
         )
 
     async def handle() -> list[dict[str, object]]:
-        async with ingest(
-            request,
-            resources,
-            client,
-            organization_id=caller.organization_id,
-            credential_id=stored.id,
-            vector_store_id=vector_store_id,
-            receive=receive,
-            quota=quota,
-        ) as ingested:
-            with phase(request, "batch"):
-                batch = await wait_for_batch(
-                    client, ingested.batch, timeout_s=settings.batch_timeout_s
-                )
-            names = {f.id: s.filename for f, s in zip(ingested.files, ingested.staged, strict=True)}
-            await raise_for_failures(client, batch, names)
+        started: Ingested | None = None
+        try:
+            async with ingest(
+                request,
+                resources,
+                client,
+                organization_id=caller.organization_id,
+                credential_id=stored.id,
+                vector_store_id=vector_store_id,
+                receive=receive,
+                quota=quota,
+            ) as ingested:
+                started = ingested
+                with phase(request, "batch"):
+                    batch = await wait_for_batch(
+                        client, ingested.batch, timeout_s=settings.batch_timeout_s
+                    )
+                names = {
+                    f.id: s.filename for f, s in zip(ingested.files, ingested.staged, strict=True)
+                }
+                await raise_for_failures(client, batch, names)
+                ingested.then.append(partial(save_records, ingested, error_message=None))
+        except AppError as error:
+            if started is not None:  # a batch existed: its files are failed, and said so
+                await asyncio.shield(failed_records(started, error.message))
+            raise
         return [
             flowise_file(file, name)
-            for file, name in zip(ingested.files, ingested.sent_names, strict=True)
+            for file, name in zip(started.files, started.sent_names, strict=True)
         ]
+
+    async def save_records(
+        ingested: Ingested, session: AsyncSession, *, error_message: str | None
+    ) -> None:
+        await save_finished_request(
+            session,
+            caller.organization_id,
+            vector_store_id,
+            stored.id,
+            ingested,
+            error_message=error_message,
+            upload_token_id=token_id,
+        )
+
+    async def failed_records(ingested: Ingested, message: str) -> None:
+        async with write_transaction(resources.sessionmaker) as session:
+            await save_records(ingested, session, error_message=message)
 
     route = f"POST {request.url.path}?credential={credential}"
     return await idempotent(

@@ -34,8 +34,8 @@ from vectorgate.upstream.batch import poll_interval
 from vectorgate.upstream.client import client_for
 from vectorgate.upstream.errors import is_not_found
 from vectorgate.vector_stores.models import FileBatch, VectorStoreFile
+from vectorgate.vector_stores.outcomes import FINAL_STATUSES, finish_batch, save_changes, snapshot
 from vectorgate.vector_stores.service import (
-    FINAL_STATUSES,
     apply_upstream_status,
     mark_failed,
     mark_processing,
@@ -162,6 +162,7 @@ class Poller:
             pending = [r for r in records if r.processing_status not in FINAL_STATUSES]
             client = await self._client(session, batch) if pending else None
         interval = self._settings.poll_interval_s
+        before = snapshot(pending)
         if pending and utcnow() >= batch.deadline_at:
             await self._time_out(client, batch, pending)
         elif client is not None:
@@ -169,12 +170,14 @@ class Poller:
             # poll_interval_s: nobody waits on these answers, clients ask the status.
             interval = max(await self._refresh(client, batch, pending) or 0, interval)
         async with write_transaction(self._sessionmaker) as session:
-            session.add_all(pending)  # detached above; their changes are flushed here
+            # Each file's end and its event in one transaction, the batch's too; a file
+            # someone else ended meanwhile is left as they wrote it.
+            await save_changes(session, pending, before)
+            await finish_batch(session, batch, owner=self.owner)
             await session.execute(
                 update(FileBatch)
                 .where(FileBatch.id == batch_id, FileBatch.lease_owner == self.owner)
                 .values(
-                    done=all(r.processing_status in FINAL_STATUSES for r in records),
                     lease_owner=None,
                     lease_expires_at=None,
                     next_poll_at=utcnow() + timedelta(seconds=interval),

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 
 import openai
 from openai.types.vector_stores import VectorStoreFile as UpstreamFile
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -23,10 +23,15 @@ from vectorgate.upstream.batch import failure_reason
 from vectorgate.upstream.client import client_for
 from vectorgate.upstream.errors import is_not_found, upstream_errors
 from vectorgate.vector_stores.models import FileBatch, VectorStore, VectorStoreFile
+from vectorgate.vector_stores.outcomes import (
+    FINAL_STATUSES,
+    raise_batch_event,
+    raise_file_event,
+    save_changes,
+)
 
 log = logging.getLogger(__name__)
 
-FINAL_STATUSES = frozenset({"completed", "failed"})
 _FROM_UPSTREAM = {
     "in_progress": "processing",
     "completed": "completed",
@@ -253,6 +258,36 @@ async def unregister_vector_store(
         )
 
 
+def _file_records(
+    organization_id: str,
+    vector_store_id: str,
+    ingested: Ingested,
+    *,
+    status: str,
+    error_message: str | None = None,
+    upload_token_id: str | None,
+) -> list[VectorStoreFile]:
+    now = utcnow()
+    return [
+        VectorStoreFile(
+            id=new_id("vsf_"),
+            organization_id=organization_id,
+            vector_store_id=vector_store_id,
+            file_id=upstream.id,
+            batch_id=ingested.batch.id,
+            filename=file.filename,
+            size=file.size,
+            mime_type=file.kind.mime_type,
+            processing_status=status,
+            error_message=error_message,
+            upload_token_id=upload_token_id,
+            created_at=now,
+            updated_at=now,
+        )
+        for file, upstream in zip(ingested.staged, ingested.files, strict=True)
+    ]
+
+
 def add_file_records(
     store: VectorStore,
     ingested: Ingested,
@@ -262,21 +297,13 @@ def add_file_records(
 ) -> list[VectorStoreFile]:
     """A record of each uploaded file, and the batch for the poller to follow, to be saved
     with the request's last transaction."""
-    records = [
-        VectorStoreFile(
-            id=new_id("vsf_"),
-            organization_id=store.organization_id,
-            vector_store_id=store.id,
-            file_id=upstream.id,
-            batch_id=ingested.batch.id,
-            filename=file.filename,
-            size=file.size,
-            mime_type=file.kind.mime_type,
-            processing_status="pending",
-            upload_token_id=upload_token_id,
-        )
-        for file, upstream in zip(ingested.staged, ingested.files, strict=True)
-    ]
+    records = _file_records(
+        store.organization_id,
+        store.id,
+        ingested,
+        status="pending",
+        upload_token_id=upload_token_id,
+    )
     batch = FileBatch(
         id=ingested.batch.id,
         organization_id=store.organization_id,
@@ -286,6 +313,82 @@ def add_file_records(
     )
     ingested.to_save.extend([*records, batch])
     return records
+
+
+async def save_finished_request(
+    session: AsyncSession,
+    organization_id: str,
+    vector_store_id: str,
+    credential_id: str,
+    ingested: Ingested,
+    *,
+    error_message: str | None,
+    upload_token_id: str | None,
+) -> list[VectorStoreFile]:
+    """The records of a request that waited for its batch (the Flowise route): each
+    `completed` after a success, `failed` with `error_message` after an error (its files
+    were deleted upstream); the batch done, and their events raised, all in `session`."""
+    records = _file_records(
+        organization_id,
+        vector_store_id,
+        ingested,
+        status="failed" if error_message is not None else "completed",
+        error_message=error_message,
+        upload_token_id=upload_token_id,
+    )
+    now = utcnow()
+    batch = FileBatch(
+        id=ingested.batch.id,
+        organization_id=organization_id,
+        vector_store_id=vector_store_id,
+        credential_id=credential_id,
+        done=True,
+        deadline_at=now,
+        next_poll_at=now,
+    )
+    session.add_all([*records, batch])
+    await session.flush()
+    for record in records:
+        await raise_file_event(session, record)
+    await raise_batch_event(session, batch)
+    return records
+
+
+async def ensure_registered(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    organization_id: str,
+    vector_store_id: str,
+    credential_id: str,
+    name: str | None,
+    actor: Actor,
+) -> None:
+    """Register a store the Flowise route uploads to, if it is not yet, so its file
+    records have a store to belong to (the route has just found it upstream with
+    `credential_id`). A registration that exists, or that a concurrent request makes
+    first, is kept as it is."""
+    async with sessionmaker() as session:
+        if await session.get(VectorStore, (organization_id, vector_store_id)) is not None:
+            return
+    store = VectorStore(
+        organization_id=organization_id,
+        id=vector_store_id,
+        credential_id=credential_id,
+        name=record_name(name),
+    )
+    details = {"name": store.name, "credential_id": credential_id, "implicit": True}
+    try:
+        async with write_transaction(sessionmaker) as session:
+            session.add(store)
+            record_event(
+                session,
+                organization_id,
+                actor,
+                EventType.VECTOR_STORE_REGISTERED,
+                vector_store_id,
+                details,
+            )
+    except IntegrityError:
+        pass  # registered meanwhile by a concurrent request
 
 
 async def list_file_records(
@@ -400,28 +503,10 @@ async def refresh_file_record(
         # Its batch was cancelled, by the poller for a timeout most likely: the poller,
         # which knows why, ends the record.
         return record
-    apply_upstream_status(record, upstream)
-    return await _save_status(sessionmaker, record)
-
-
-async def _save_status(
-    sessionmaker: async_sessionmaker[AsyncSession], record: VectorStoreFile
-) -> VectorStoreFile:
+    apply_upstream_status(record, upstream)  # its updated_at too: the next refresh waits
     async with write_transaction(sessionmaker) as session:
-        result = await session.execute(
-            update(VectorStoreFile)
-            .where(
-                VectorStoreFile.id == record.id,
-                VectorStoreFile.processing_status.not_in(FINAL_STATUSES),
-            )
-            .values(
-                processing_status=record.processing_status,
-                error_message=record.error_message,
-                updated_at=record.updated_at,
-            )
-        )
-        if result.rowcount == 1:  # type: ignore[attr-defined]
+        if await save_changes(session, [record]):
             return record
-        # Final already (or gone): answer what the database has.
+        # Final already (someone else ended it), or gone: answer what the database has.
         saved = await session.get(VectorStoreFile, record.id)
     return saved if saved is not None else record
