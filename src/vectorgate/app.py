@@ -45,6 +45,7 @@ from vectorgate.uploads.work import ContentWork
 from vectorgate.upstream.client import create_base_client
 from vectorgate.vector_stores.poller import Poller
 from vectorgate.vector_stores.routes import router as vector_stores_router
+from vectorgate.webhooks.dispatcher import Dispatcher
 from vectorgate.webhooks.routes import router as webhooks_router
 
 log = logging.getLogger(__name__)
@@ -80,12 +81,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         poller = asyncio.create_task(
             Poller(sessionmaker, keyring, client, settings).run_forever(), name="poller"
         )
+        # Deliveries apart from requests and the poller: a hanging receiver holds neither.
+        dispatcher = asyncio.create_task(
+            Dispatcher(sessionmaker, keyring, settings).run_forever(), name="webhooks"
+        )
         try:
             yield
         finally:
-            poller.cancel()
-            warm_up.cancel()
-            await asyncio.gather(poller, warm_up, return_exceptions=True)
+            for task in (poller, dispatcher, warm_up):
+                task.cancel()
+            await asyncio.gather(poller, dispatcher, warm_up, return_exceptions=True)
             await client.close()
             content_work.shutdown()
             staging.close()

@@ -75,6 +75,22 @@ POLLER_LAG = Gauge(
     multiprocess_mode="max",
 )
 
+WEBHOOK_DELIVERIES = Counter(
+    "vectorgate_webhook_deliveries_total",
+    "Webhook delivery attempts by outcome (delivered, retrying, failed)",
+    ["outcome"],
+)
+WEBHOOK_DELIVERY_LAG = Histogram(
+    "vectorgate_webhook_delivery_lag_seconds",
+    "From an event's status change to its receiver's 2xx",
+    buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 1800, 7200, 36000),
+)
+WEBHOOK_QUEUE_DEPTH = Gauge(
+    "vectorgate_webhook_queue_depth",
+    "Webhook deliveries pending (due now or waiting for a retry)",
+    multiprocess_mode="max",
+)
+
 
 @contextmanager
 def phase(request: Request, name: str) -> Iterator[None]:

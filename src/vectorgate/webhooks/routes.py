@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 
 from vectorgate.deps import (
     ORGANIZATION_PATH,
@@ -16,11 +16,15 @@ from vectorgate.deps import (
 )
 from vectorgate.errors import OrgErrorBody, bad_request, documented_errors
 from vectorgate.limits import json_body, json_request_body
+from vectorgate.schemas import ID_PATTERN
 from vectorgate.vector_stores.schemas import Deleted
 from vectorgate.webhooks.destinations import DestinationRefused, check_destination
-from vectorgate.webhooks.models import WebhookEndpoint
+from vectorgate.webhooks.models import Event, WebhookDelivery, WebhookEndpoint
 from vectorgate.webhooks.schemas import (
+    DeliveryList,
+    DeliveryOut,
     IssuedWebhook,
+    PingAccepted,
     RotatedSecret,
     WebhookCreate,
     WebhookList,
@@ -30,7 +34,10 @@ from vectorgate.webhooks.service import (
     create_webhook,
     delete_webhook,
     get_webhook,
+    list_deliveries,
     list_webhooks,
+    ping,
+    retry_delivery,
     rotate_webhook_secret,
 )
 
@@ -38,7 +45,7 @@ router = APIRouter(
     prefix="/v1/organizations/{org_id}/webhooks",
     tags=["webhooks"],
     dependencies=[ORGANIZATION_PATH],
-    responses=documented_errors(OrgErrorBody, 400, 401, 403, 404, 413, 500),
+    responses=documented_errors(OrgErrorBody, 400, 401, 403, 404, 409, 413, 500),
 )
 
 
@@ -115,3 +122,50 @@ async def rotate_secret(
         actor=caller.actor,
     )
     return RotatedSecret(secret=issued.secret.reveal())
+
+
+@router.post("/{webhook_id}/ping", status_code=202)
+async def send_ping(webhook_id: PathId, caller: ManageCaller, session: SessionDep) -> PingAccepted:
+    """Deliver a `webhook.ping` event to this webhook (whatever its `events` filter)."""
+    return PingAccepted(event_id=await ping(session, caller.organization_id, webhook_id))
+
+
+@router.get("/{webhook_id}/deliveries")
+async def deliveries(
+    webhook_id: PathId,
+    caller: ReadCaller,
+    session: SessionDep,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    after: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
+) -> DeliveryList:
+    """The webhook's deliveries, newest first (cursor: `after` = last id)."""
+    rows, has_more = await list_deliveries(
+        session, caller.organization_id, webhook_id, limit=limit, after=after
+    )
+    data = [delivery_out(row, event_type) for row, event_type in rows]
+    return DeliveryList(data=data, has_more=has_more, last_id=data[-1].id if data else None)
+
+
+@router.post("/{webhook_id}/deliveries/{delivery_id}/retry", status_code=202)
+async def retry(
+    webhook_id: PathId, delivery_id: PathId, caller: ManageCaller, session: SessionDep
+) -> DeliveryOut:
+    """Send a failed or delivered delivery once more, now (one attempt, no new schedule)."""
+    record = await retry_delivery(session, caller.organization_id, webhook_id, delivery_id)
+    event = await session.get(Event, record.event_id)
+    return delivery_out(record, event.type if event is not None else "")
+
+
+def delivery_out(record: WebhookDelivery, event_type: str) -> DeliveryOut:
+    return DeliveryOut(
+        id=record.id,
+        event_id=record.event_id,
+        event_type=event_type,
+        status=record.status,
+        attempts=record.attempts,
+        last_status_code=record.last_status_code,
+        last_error=record.last_error,
+        next_attempt_at=record.next_attempt_at if record.status == "pending" else None,
+        delivered_at=record.delivered_at,
+        created_at=record.created_at,
+    )

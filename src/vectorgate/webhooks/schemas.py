@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal, get_args
 
-from pydantic import BaseModel, Field, StringConstraints, field_validator
+from pydantic import BaseModel, Field, StringConstraints, field_serializer, field_validator
 
-from vectorgate.schemas import NAME_PATTERN, Timestamped
+from vectorgate.schemas import NAME_PATTERN, Timestamped, iso_millis
 from vectorgate.webhooks.destinations import MAX_URL_LENGTH
 
 # SPEC 10.2's event types. `webhook.ping` is delivered whatever a webhook's filter says;
@@ -60,3 +60,31 @@ class RotatedSecret(BaseModel):
 class WebhookList(BaseModel):
     object: Literal["list"] = "list"
     data: list[WebhookOut]
+
+
+class PingAccepted(BaseModel):
+    event_id: str
+
+
+class DeliveryOut(BaseModel):
+    id: str
+    event_id: str
+    event_type: str
+    status: Literal["pending", "delivered", "failed"]
+    attempts: int
+    last_status_code: int | None  # the last response's status; None when none came
+    last_error: str | None
+    next_attempt_at: datetime | None  # None unless pending
+    delivered_at: datetime | None
+    created_at: datetime
+
+    @field_serializer("next_attempt_at", "delivered_at", "created_at")
+    def _iso(self, value: datetime | None) -> str | None:
+        return iso_millis(value) if value is not None else None
+
+
+class DeliveryList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[DeliveryOut]
+    has_more: bool
+    last_id: str | None

@@ -1,6 +1,7 @@
 """Webhook endpoints (SPEC 10.1): creating, listing, deleting, rotating their secrets.
 
-Only the records: delivery (part of the events dispatcher) reads them, never a route.
+Delivery itself is the dispatcher's (dispatcher.py); here are a webhook's records, its
+pings and its deliveries' history.
 """
 
 from __future__ import annotations
@@ -12,16 +13,17 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from vectorgate.audit.service import Actor, EventType, record_event
-from vectorgate.db import new_id, utcnow
-from vectorgate.errors import bad_request, not_found
+from vectorgate.db import new_id, newest_first_page, utcnow
+from vectorgate.errors import AppError, ErrorCode, bad_request, not_found
 from vectorgate.schemas import iso_millis
 from vectorgate.security.encryption import DecryptionError, Keyring, Secret
 from vectorgate.webhooks.destinations import Destination
-from vectorgate.webhooks.models import WebhookEndpoint
+from vectorgate.webhooks.events import WEBHOOK_PING, raise_event
+from vectorgate.webhooks.models import Event, WebhookDelivery, WebhookEndpoint
 
 SECRET_PREFIX = "whsec_"
 SECRET_BYTES = 32  # SPEC 10.1; Standard Webhooks allows 24 to 64
@@ -189,3 +191,61 @@ async def reencrypt_secrets(session: AsyncSession, keyring: Keyring) -> tuple[in
         rotated += 1
     await session.flush()
     return rotated, undecryptable
+
+
+async def ping(session: AsyncSession, org_id: str, webhook_id: str) -> str:
+    """A `webhook.ping` event for this webhook alone, whatever its filter; its id."""
+    record = await get_webhook(session, org_id, webhook_id)
+    event_id = await raise_event(
+        session, org_id, WEBHOOK_PING, {"webhook_id": record.id}, webhook_id=record.id
+    )
+    if event_id is None:  # deleted between the two reads
+        raise not_found("Webhook not found", webhook_id=webhook_id)
+    return event_id
+
+
+async def list_deliveries(
+    session: AsyncSession, org_id: str, webhook_id: str, *, limit: int, after: str | None
+) -> tuple[Sequence[tuple[WebhookDelivery, str]], bool]:
+    """A page of the webhook's deliveries, newest first, each with its event's type."""
+    await get_webhook(session, org_id, webhook_id)
+    cursor = None
+    if after is not None:
+        cursor = await session.get(WebhookDelivery, after)
+        if cursor is None or cursor.webhook_id != webhook_id:
+            raise not_found("The 'after' delivery was not found", after=after)
+    query = select(WebhookDelivery).where(WebhookDelivery.webhook_id == webhook_id)
+    rows, has_more = await newest_first_page(session, query, WebhookDelivery, cursor, limit)
+    types = dict(
+        (
+            await session.execute(
+                select(Event.id, Event.type).where(Event.id.in_({r.event_id for r in rows}))
+            )
+        ).all()
+    )
+    return [(row, types.get(row.event_id, "")) for row in rows], has_more
+
+
+async def retry_delivery(
+    session: AsyncSession, org_id: str, webhook_id: str, delivery_id: str
+) -> WebhookDelivery:
+    """A failed or delivered delivery back to `pending` for one attempt now (SPEC 10.1);
+    409 while it is still pending (its schedule is retrying it)."""
+    await get_webhook(session, org_id, webhook_id)
+    record = await session.get(WebhookDelivery, delivery_id)
+    if record is None or record.webhook_id != webhook_id:
+        raise not_found("Delivery not found", delivery_id=delivery_id)
+    result = await session.execute(
+        update(WebhookDelivery)
+        .where(WebhookDelivery.id == delivery_id, WebhookDelivery.status != "pending")
+        .values(status="pending", last_chance=True, next_attempt_at=utcnow())
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        raise AppError(
+            409,
+            ErrorCode.CONFLICT,
+            "The delivery is pending already: its attempts are not over",
+            details={"delivery_id": delivery_id},
+        )
+    await session.refresh(record)
+    return record
