@@ -41,6 +41,8 @@ DEFAULT_SETTINGS = {
     # Webhooks the tests create point at receivers on 127.0.0.1 (SPEC 10.1 lets this
     # setting admit them); tests/webhooks checks the refusals with it off.
     "webhook_allow_private": "true",
+    # Two attempts, then `failed`: the matrices' deliveries to a closed port end soon.
+    "webhook_retry_schedule_s": "0.2",
 }
 
 

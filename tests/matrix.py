@@ -53,6 +53,7 @@ class Refs:
     audit_event_id: str  # one of the organization's audit events (aud_...)
     upload_token_id: str  # one of the organization's upload tokens (upt_...)
     webhook_id: str  # one of the organization's webhooks (whk_...)
+    delivery_id: str  # one of that webhook's deliveries (whd_...), failed
 
 
 RANDOM_ID: dict[str, Callable[[], str]] = {
@@ -65,11 +66,13 @@ RANDOM_ID: dict[str, Callable[[], str]] = {
     "audit_event_id": lambda: "aud_" + secrets.token_hex(12),
     "upload_token_id": lambda: "upt_" + secrets.token_hex(12),
     "webhook_id": lambda: "whk_" + secrets.token_hex(12),
+    "delivery_id": lambda: "whd_" + secrets.token_hex(12),
 }
 
 # Webhooks the matrices create point here: a closed port on loopback, which the test
-# service admits (`webhook_allow_private` in tests/e2e.py DEFAULT_SETTINGS); part A
-# delivers nothing, so nothing is ever sent there.
+# service admits (`webhook_allow_private` in tests/e2e.py DEFAULT_SETTINGS). Their
+# deliveries (pings only: see setup_party) fail, soon for good with the tests' short
+# retry schedule.
 WEBHOOK_URL = "http://127.0.0.1:9/hook"
 
 
@@ -193,6 +196,27 @@ def throwaway_token(client: httpx.Client, party: Party, fake: FakeOpenAI) -> Ref
     return replace(party.refs, upload_token_id=response.json()["id"])
 
 
+def failed_delivery(client: httpx.Client, party: Party) -> str:
+    """A ping's delivery to the party's webhook, once it has failed for good."""
+    webhook_url = org_url(party.refs, "webhooks", party.refs.webhook_id)
+    ping = client.post(webhook_url + "/ping", headers=party.tenant.headers)
+    assert ping.status_code == 202, ping.text
+    event_id = ping.json()["event_id"]
+    deadline = time.monotonic() + 20
+    while True:
+        page = client.get(webhook_url + "/deliveries", headers=party.tenant.headers)
+        assert page.status_code == 200, page.text
+        found = [d for d in page.json()["data"] if d["event_id"] == event_id]
+        if found and found[0]["status"] == "failed":
+            return str(found[0]["id"])
+        assert time.monotonic() < deadline, page.text
+        time.sleep(0.1)
+
+
+def throwaway_failed_delivery(client: httpx.Client, party: Party, fake: FakeOpenAI) -> Refs:
+    return replace(party.refs, delivery_id=failed_delivery(client, party))
+
+
 def throwaway_webhook(client: httpx.Client, party: Party, fake: FakeOpenAI) -> Refs:
     response = client.post(
         org_url(party.refs, "webhooks"), json={"url": WEBHOOK_URL}, headers=party.tenant.headers
@@ -214,6 +238,8 @@ API_KEY = Swap("its-api-key", ("api_key_id",))
 AUDIT_EVENT = Swap("its-audit-event", ("audit_event_id",))
 UPLOAD_TOKEN = Swap("its-upload-token", ("upload_token_id",))
 WEBHOOK = Swap("its-webhook", ("webhook_id",))
+DELIVERY = Swap("its-delivery", ("delivery_id",))
+WEBHOOK_AND_DELIVERY = Swap("its-webhook-and-delivery", ("webhook_id", "delivery_id"))
 
 ROUTES: tuple[Route, ...] = (
     Route(
@@ -409,6 +435,32 @@ ROUTES: tuple[Route, ...] = (
         lambda r: Call("POST", org_url(r, "webhooks", r.webhook_id, "rotate-secret")),
         swaps=(WEBHOOK,),
     ),
+    Route(
+        "ping-webhook",
+        "POST",
+        ORG + "/webhooks/{webhook_id}/ping",
+        lambda r: Call("POST", org_url(r, "webhooks", r.webhook_id, "ping")),
+        ok=202,
+        swaps=(WEBHOOK,),
+    ),
+    Route(
+        "list-webhook-deliveries",
+        "GET",
+        ORG + "/webhooks/{webhook_id}/deliveries",
+        lambda r: Call("GET", org_url(r, "webhooks", r.webhook_id, "deliveries")),
+        swaps=(WEBHOOK,),
+    ),
+    Route(
+        "retry-webhook-delivery",
+        "POST",
+        ORG + "/webhooks/{webhook_id}/deliveries/{delivery_id}/retry",
+        lambda r: Call(
+            "POST", org_url(r, "webhooks", r.webhook_id, "deliveries", r.delivery_id, "retry")
+        ),
+        ok=202,
+        swaps=(WEBHOOK, DELIVERY, WEBHOOK_AND_DELIVERY),
+        prepare=throwaway_failed_delivery,
+    ),
 )
 
 
@@ -510,9 +562,10 @@ def setup_party(client: httpx.Client, tenant: Tenant, fake: FakeOpenAI, key_id: 
         headers=tenant.headers,
     )
     assert token.status_code == 201, token.text
+    # Pings only: a file's events could otherwise arrive between two snapshots.
     webhook = client.post(
         f"/v1/organizations/{tenant.org_id}/webhooks",
-        json={"url": WEBHOOK_URL},
+        json={"url": WEBHOOK_URL, "events": ["webhook.ping"]},
         headers=tenant.headers,
     )
     assert webhook.status_code == 201, webhook.text
@@ -526,8 +579,10 @@ def setup_party(client: httpx.Client, tenant: Tenant, fake: FakeOpenAI, key_id: 
         events.json()["data"][0]["id"],
         token.json()["id"],
         webhook.json()["id"],
+        "",
     )
     party = Party(tenant, refs)
+    party.refs = replace(refs, delivery_id=failed_delivery(client, party))
     wait_until_final(client, party)
     return party
 
@@ -555,6 +610,13 @@ def snapshot(client: httpx.Client, party: Party, fake: FakeOpenAI) -> dict[str, 
         "api_keys": get(org_url(refs, "api-keys"))["data"],
         "audit_events": get(org_url(refs, "audit-events"), limit="100")["data"],
         "webhooks": get(org_url(refs, "webhooks"))["data"],
+        # Which deliveries exist; their attempts go on in the background.
+        "deliveries": [
+            (d["id"], d["event_id"])
+            for d in get(org_url(refs, "webhooks", refs.webhook_id, "deliveries"), limit="100")[
+                "data"
+            ]
+        ],
         "upstream_files": sorted(f.id for f in fake.files_for(party.tenant.openai_key)),
         "upstream_store_files": sorted(fake.vector_store_files(refs.vector_store_id)),
     }

@@ -88,6 +88,9 @@ EXPECTED_SCOPES: dict[tuple[str, str], tuple[str, ...]] = {
     ("GET", ORG + "/webhooks/{webhook_id}"): (READ,),
     ("DELETE", ORG + "/webhooks/{webhook_id}"): (MANAGE,),
     ("POST", ORG + "/webhooks/{webhook_id}/rotate-secret"): (MANAGE,),
+    ("POST", ORG + "/webhooks/{webhook_id}/ping"): (MANAGE,),
+    ("GET", ORG + "/webhooks/{webhook_id}/deliveries"): (READ,),
+    ("POST", ORG + "/webhooks/{webhook_id}/deliveries/{delivery_id}/retry"): (MANAGE,),
 }
 # Routes a key may also use on itself without the scope: the path parameter naming it.
 ON_ITSELF = {("DELETE", ORG + "/api-keys/{key_id}"): "key_id"}

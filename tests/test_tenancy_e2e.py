@@ -6,7 +6,7 @@ record. For every route in ROUTES, each case is its own test:
 (a) B's key on A's organization path: 404 NOT_FOUND, exactly as for an organization
     that does not exist;
 (b) B's key on B's own path (or the org-less Flowise route) naming A's credential,
-    vector store, file, API key, audit event, upload token or webhook: 404, exactly as
+    vector store, file, API key, audit event, upload token, webhook or delivery: 404, exactly as
     for a random id that does not exist (a new key naming A's store: 400, as for any
     unregistered store);
 (c) no key (also with a request that is otherwise invalid), a malformed key, an unknown

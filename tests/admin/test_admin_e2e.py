@@ -60,7 +60,7 @@ def some_refs(client: httpx.Client) -> Refs:
         headers=admin(),
     )
     assert key.status_code == 201, key.text
-    return Refs(org_id, "", "", "", "", key.json()["id"], "", "", "")
+    return Refs(org_id, "", "", "", "", key.json()["id"], "", "", "", "")
 
 
 @pytest.mark.parametrize("route", EVERY_ROUTE)

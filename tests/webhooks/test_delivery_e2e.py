@@ -334,9 +334,7 @@ def test_a_redirect_is_a_failed_attempt_and_is_not_followed(
     webhook = add_webhook(client, tenant, receiver)
     receiver.status = 307
     client.post(hooks_url(tenant, webhook["id"], "ping"), headers=tenant.headers)
-    (first,) = wait_for_deliveries(
-        client, tenant, webhook["id"], lambda d: d[0]["attempts"] >= 1
-    )
+    (first,) = wait_for_deliveries(client, tenant, webhook["id"], lambda d: d[0]["attempts"] >= 1)
     assert first["last_status_code"] == 307
     assert "redirect" in first["last_error"]
     assert first["status"] == "pending"
