@@ -41,6 +41,7 @@ from vectorgate.vector_stores.service import (
     mark_processing,
     mark_timed_out,
 )
+from vectorgate.webhooks import events as webhook_events
 
 log = logging.getLogger(__name__)
 
@@ -105,12 +106,19 @@ class Poller:
             slots = await upload_slots.purge_expired(
                 self._sessionmaker, grace_s=self._settings.upload_slot_lease_s
             )
+            old_events = await webhook_events.purge_old(self._sessionmaker)
         except Exception as exc:  # the next purge tries again; polling goes on meanwhile
             log.warning("could not purge expired rows: %s", type(exc).__name__)
             return
         if keys or slots:
             log.info("purged %d expired idempotency keys and %d upload slots", keys, slots)
-        if keys >= idempotency.PURGE_BATCH or slots >= upload_slots.PURGE_BATCH:
+        if old_events:
+            log.info("purged %d webhook deliveries and events past their retention", old_events)
+        if (
+            keys >= idempotency.PURGE_BATCH
+            or slots >= upload_slots.PURGE_BATCH
+            or old_events >= webhook_events.PURGE_BATCH
+        ):
             self._next_purge = now
 
     async def _claim_due(self) -> list[str]:

@@ -121,8 +121,15 @@ class Dispatcher:
         finally:
             for task in self._in_flight:
                 task.cancel()
-            await asyncio.gather(*self._in_flight, return_exceptions=True)
-            await self._http.aclose()
+            await self.settle()
+            await self.aclose()
+
+    async def settle(self) -> None:
+        """Wait for the attempts in flight to end (their outcomes recorded)."""
+        await asyncio.gather(*self._in_flight, return_exceptions=True)
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
 
     async def run_once(self) -> int:
         """Take the due deliveries there is room for and start an attempt for each."""

@@ -9,12 +9,13 @@ never happened. Delivery (`webhooks/dispatcher.py`) reads only what is committed
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import delete, exists, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from vectorgate.db import new_id, utcnow
+from vectorgate.db import new_id, utcnow, write_transaction
 from vectorgate.schemas import iso_millis
 from vectorgate.webhooks.models import Event, WebhookDelivery, WebhookEndpoint
 
@@ -22,6 +23,10 @@ FILE_COMPLETED = "file.completed"
 FILE_FAILED = "file.failed"
 BATCH_COMPLETED = "batch.completed"
 WEBHOOK_PING = "webhook.ping"
+
+# Deliveries stay listed (and may be retried) this long after their event.
+RETENTION = timedelta(days=30)
+PURGE_BATCH = 1000
 
 
 async def raise_event(
@@ -84,3 +89,31 @@ def envelope(event: Event) -> dict[str, Any]:
         "organization_id": event.organization_id,
         "data": event.data,
     }
+
+
+async def purge_old(
+    sessionmaker: async_sessionmaker[AsyncSession], *, batch: int = PURGE_BATCH
+) -> int:
+    """Delete up to `batch` finished deliveries older than RETENTION, then up to `batch`
+    events as old that no delivery refers to any more; returns how many rows went. A
+    pending delivery is kept whatever its age (its schedule is not over)."""
+    cutoff = utcnow() - RETENTION
+    old_deliveries = (
+        select(WebhookDelivery.id)
+        .where(WebhookDelivery.status != "pending", WebhookDelivery.created_at < cutoff)
+        .limit(batch)
+    )
+    unreferenced = exists().where(WebhookDelivery.event_id == Event.id)
+    old_events = select(Event.id).where(Event.created_at < cutoff, ~unreferenced).limit(batch)
+    async with write_transaction(sessionmaker) as session:
+        deliveries = await session.execute(
+            delete(WebhookDelivery)
+            .where(WebhookDelivery.id.in_(old_deliveries))
+            .execution_options(synchronize_session=False)
+        )
+        events = await session.execute(
+            delete(Event)
+            .where(Event.id.in_(old_events))
+            .execution_options(synchronize_session=False)
+        )
+    return int(deliveries.rowcount) + int(events.rowcount)  # type: ignore[attr-defined]
