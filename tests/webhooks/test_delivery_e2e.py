@@ -410,3 +410,32 @@ def test_delivery_routes_answer_404_for_unknown_ids(
     assert_error(
         client.post(hooks_url(tenant, missing, "ping"), headers=tenant.headers), 404, "NOT_FOUND"
     )
+
+
+def metric(text: str, name: str) -> float:
+    """The value of the metric line `name` (with its labels) in a /metrics answer."""
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[-1])
+    return 0.0
+
+
+def test_metrics_count_deliveries_by_outcome_their_lag_and_the_queue(
+    client: httpx.Client, service: Service, receiver: Receiver
+) -> None:
+    tenant = service.new_tenant()
+    webhook = add_webhook(client, tenant, receiver)
+    before = client.get("/metrics").text
+    receiver.status = 500
+    client.post(hooks_url(tenant, webhook["id"], "ping"), headers=tenant.headers)
+    receiver.wait_for(1)
+    receiver.status = 204
+    receiver.wait_for(2)
+    wait_for_deliveries(client, tenant, webhook["id"], lambda d: d[0]["status"] == "delivered")
+    after = client.get("/metrics").text
+    for outcome in ("retrying", "delivered"):
+        name = f'vectorgate_webhook_deliveries_total{{outcome="{outcome}"}}'
+        assert metric(after, name) == metric(before, name) + 1, outcome
+    lag = "vectorgate_webhook_delivery_lag_seconds_count"
+    assert metric(after, lag) == metric(before, lag) + 1
+    assert "vectorgate_webhook_queue_depth" in after
