@@ -439,3 +439,19 @@ def test_metrics_count_deliveries_by_outcome_their_lag_and_the_queue(
     lag = "vectorgate_webhook_delivery_lag_seconds_count"
     assert metric(after, lag) == metric(before, lag) + 1
     assert "vectorgate_webhook_queue_depth" in after
+
+
+def test_a_file_that_times_out_is_failed_by_the_poller_and_said_so(
+    client: httpx.Client, service: Service, fake: FakeOpenAI, receiver: Receiver
+) -> None:
+    tenant = service.new_tenant()
+    store = register_store(client, tenant, fake)
+    webhook = add_webhook(client, tenant, receiver)
+    fake.batch_mode = "stuck"  # never ends: the 3 s batch deadline of the test service does
+    (record,) = upload_base64(client, tenant, store, "slow.txt")
+    events = [r.verify(webhook["secret"]) for r in receiver.wait_for(2, timeout_s=30)]
+    (failed,) = by_type(events, "file.failed")
+    assert failed["data"]["id"] == record["id"]
+    assert "did not finish within 3s" in failed["data"]["error_message"]
+    (batch,) = by_type(events, "batch.completed")
+    assert batch["data"]["counts"] == {"completed": 0, "failed": 1}
