@@ -49,6 +49,39 @@ IDS_SCHEMA_PATTERN = r"^[A-Za-z0-9_-]{1,128}(,[A-Za-z0-9_-]{1,128})*$"
 EVENT_STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
+def _event_schema(name: str, data: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "required": ["event", "data"],
+        "properties": {
+            "event": {"const": name},
+            "data": {
+                "type": "string",
+                "contentMediaType": "application/json",
+                "contentSchema": data,
+            },
+        },
+    }
+
+
+# One event of the stream, as OpenAPI documents a `text/event-stream` (each event an
+# object of its fields, `data` a JSON text).
+EVENTS_SCHEMA: dict[str, Any] = {
+    "oneOf": [
+        _event_schema("file.status", {"$ref": "#/components/schemas/FileStatus"}),
+        _event_schema("done", {"type": "object", "maxProperties": 0}),
+        _event_schema(
+            "timeout",
+            {
+                "type": "object",
+                "required": ["pending"],
+                "properties": {"pending": {"type": "array", "items": {"type": "string"}}},
+            },
+        ),
+    ]
+}
+
+
 def parse_ids(raw: str) -> list[str]:
     """The distinct ids of `ids=vsf_a,file-b`, in the order given; 400 when malformed,
     empty or more than MAX_IDS."""

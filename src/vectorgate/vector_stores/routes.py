@@ -32,6 +32,7 @@ from vectorgate.uploads.idempotency import HashingStream, idempotent
 from vectorgate.uploads.staging import Reserve, StagedFile
 from vectorgate.upstream.client import interactive
 from vectorgate.vector_stores.events_stream import (
+    EVENTS_SCHEMA,
     IDS_SCHEMA_PATTERN,
     SlotResponse,
     StreamTimings,
@@ -299,7 +300,7 @@ async def file_status(
         200: {
             "description": "Server-Sent Events: `file.status` per file and per change, "
             "then `done` (or `timeout`); comment lines keep it alive",
-            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+            "content": {"text/event-stream": {"schema": EVENTS_SCHEMA}},
         }
     },
 )
