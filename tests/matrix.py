@@ -351,6 +351,22 @@ ROUTES: tuple[Route, ...] = (
         lambda r: Call("GET", store_url(r, "files", r.upstream_file_id, "status")),
         swaps=(UPSTREAM_FILE, VECTOR_STORE, UPSTREAM_FILE_AND_STORE),
     ),
+    # The status stream (SPEC 10.4): its files are named in the query. The party's file is
+    # final, so a successful call is one event and `done`, and the stream ends.
+    Route(
+        "file-events",
+        "GET",
+        STORE + "/files/events",
+        lambda r: Call("GET", store_url(r, "files", "events"), params={"ids": r.file_id}),
+        swaps=(FILE, VECTOR_STORE, FILE_AND_STORE),
+    ),
+    Route(
+        "file-events-by-upstream-id",
+        "GET",
+        STORE + "/files/events",
+        lambda r: Call("GET", store_url(r, "files", "events"), params={"ids": r.upstream_file_id}),
+        swaps=(UPSTREAM_FILE, VECTOR_STORE, UPSTREAM_FILE_AND_STORE),
+    ),
     Route(
         "flowise-upload",
         "POST",

@@ -31,6 +31,7 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi.dependencies.models import Dependant
 
 from tests.e2e import Service, register_store, upload_text
 from tests.matrix import (
@@ -73,6 +74,7 @@ EXPECTED_SCOPES: dict[tuple[str, str], tuple[str, ...]] = {
     ("GET", STORE): (READ,),
     ("GET", STORE + "/files"): (READ,),
     ("GET", STORE + "/files/{file_id}/status"): (READ,),
+    ("GET", STORE + "/files/events"): (READ,),
     ("GET", ORG + "/api-keys"): (READ,),
     ("GET", ORG + "/audit-events"): (MANAGE,),
     ("POST", ORG + "/credentials"): (MANAGE,),
@@ -99,7 +101,10 @@ TOKEN_ROUTES = {
     ("POST", FLOWISE),
     ("POST", STORE + "/files/upload-base64"),
     ("GET", STORE + "/files/{file_id}/status"),
+    ("GET", STORE + "/files/events"),
 }
+# SPEC 10.4: the one route that also takes a token in the `access_token` query parameter.
+QUERY_TOKEN_ROUTES = {("GET", STORE + "/files/events")}
 
 
 def scope_of(route: Route) -> tuple[str, ...]:
@@ -111,6 +116,14 @@ def takes_tokens(route: Route) -> bool:
 
 
 # --- the declarations ----------------------------------------------------------------
+
+
+def query_params(dependant: Dependant) -> set[str]:
+    """The query parameters a route reads, its dependencies' included."""
+    names = {param.alias for param in dependant.query_params}
+    for dependency in dependant.dependencies:
+        names |= query_params(dependency)
+    return names
 
 
 def test_every_route_needing_a_key_decides_access_first_with_the_expected_scope() -> None:
@@ -138,6 +151,10 @@ def test_every_route_needing_a_key_decides_access_first_with_the_expected_scope(
         assert tuple(s.value for s in access.scopes) == EXPECTED_SCOPES[method, path], name
         assert access.or_self == ON_ITSELF.get((method, path)), name
         assert access.tokens == ((method, path) in TOKEN_ROUTES), name
+        assert access.query_token == ((method, path) in QUERY_TOKEN_ROUTES), name
+        # Every other route leaves `access_token` unread (and out of its schema).
+        query = query_params(route.dependant)
+        assert ("access_token" in query) == access.query_token, name
         store_param = "id" if path == FLOWISE else "vector_store_id"
         assert access.store_param == store_param, name
         names_store = "{" + store_param + "}" in path
@@ -378,7 +395,8 @@ def test_an_upload_token_works_on_the_routes_made_for_it(
 ) -> None:
     response = route.build(world.token_refs).send(client, auth(world.token))
     assert response.status_code == route.ok, response.text
-    if "{file_id}" in route.path:  # the party's file, uploaded with a key: not the token's
+    names_files = "{file_id}" in route.path or "ids" in route.build(world.token_refs).params
+    if names_files:  # the party's file, uploaded with a key: not the token's
         other = route.build(world.party.refs).send(client, auth(world.token))
         assert_not_found(other, route)
 

@@ -166,6 +166,10 @@ def _openapi(app: FastAPI, settings: Settings) -> dict[str, Any]:
         for path in schema.get("paths", {}).values():
             for operation in path.values():
                 operation.get("responses", {}).pop("422", None)
+                # An event stream's 200 is the stream only (its errors are JSON, as others').
+                ok = operation.get("responses", {}).get("200", {}).get("content", {})
+                if "text/event-stream" in ok:
+                    ok.pop("application/json", None)
         components = schema.setdefault("components", {}).setdefault("schemas", {})
         for unused in ("HTTPValidationError", "ValidationError"):  # only the 422s used them
             components.pop(unused, None)

@@ -6,18 +6,18 @@ import hashlib
 import hmac
 import re
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Annotated, Any
 
 import openai
-from fastapi import Depends, Path, Request
+from fastapi import Depends, Path, Query, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from vectorgate.audit.service import Actor
 from vectorgate.db import unit_of_work
-from vectorgate.errors import AppError, ErrorCode, forbidden, not_found, unauthorized
+from vectorgate.errors import AppError, ErrorCode, bad_request, forbidden, not_found, unauthorized
 from vectorgate.organizations.models import Scope
 from vectorgate.organizations.service import authenticate
 from vectorgate.schemas import ID_PATTERN
@@ -27,6 +27,7 @@ from vectorgate.settings import Settings
 from vectorgate.upload_tokens.service import authenticate_upload_token
 from vectorgate.uploads.staging import StagingArea
 from vectorgate.uploads.work import ContentWork
+from vectorgate.vector_stores.stream_slots import StreamSlots
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +40,7 @@ class Resources:
     openai: openai.AsyncOpenAI
     staging: StagingArea
     content_work: ContentWork
+    event_streams: StreamSlots = field(default_factory=StreamSlots)
 
 
 def get_resources(request: Request) -> Resources:
@@ -162,6 +164,40 @@ async def _token_caller(request: Request, resources: Resources, token: str) -> C
 AuthenticatedDep = Annotated[Caller, Depends(authenticate_caller)]
 
 
+async def authenticate_caller_or_query_token(
+    request: Request,
+    resources: ResourcesDep,
+    api_key: Annotated[str | None, Depends(_api_key_header)],
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    access_token: Annotated[
+        str | None,
+        Query(
+            description="An upload token (`vgu_...`), for a browser's `EventSource`, which "
+            "cannot send headers. Never an API key (401); not together with a key or "
+            "token in a header (400)."
+        ),
+    ] = None,
+) -> Caller:
+    """`authenticate_caller`, or an upload token in the `access_token` query parameter.
+
+    Only for the routes whose `Access` is a `QueryTokenAccess` (the status stream, SPEC
+    10.4): every other route never reads the parameter. An API key is refused there
+    without a lookup, so a key is never checked (nor its validity revealed) through a URL,
+    which ends up in proxies' and browsers' histories. Two credentials in one request are
+    a 400, as RFC 6750 (2) has it: which one would act is nobody's guess.
+    """
+    if access_token is None:
+        return await authenticate_caller(request, resources, api_key, bearer)
+    if api_key or bearer is not None:
+        raise bad_request("Send one credential: a header or access_token, not both")
+    if not access_token.startswith(UPLOAD_TOKEN_PREFIX):
+        raise unauthorized("access_token takes an upload token (vgu_...), never an API key")
+    return await _token_caller(request, resources, access_token)
+
+
+QueryTokenAuthenticatedDep = Annotated[Caller, Depends(authenticate_caller_or_query_token)]
+
+
 class Access:
     """What a route needs, decided in one place before its handler runs (SPEC 2, 9.1, 9.2).
 
@@ -180,12 +216,17 @@ class Access:
     5. the store: a vector store named in the path (`store_param`) outside the caller's
        stores is 404, exactly as a store that is not registered (a token has one store).
 
+    `QueryTokenAccess`, the one variant, also takes an upload token from the
+    `access_token` query parameter; every other route leaves the parameter unread.
+
     Routes that take a store from the body, or list stores, ask `Caller.may_use_store`;
     routes that accept tokens check what else a token is bound to (its credential, its
     own files) in the handler. Each route declares one of the aliases below next to its
     path; a test enumerates the app's routes and fails for one without an `Access`, and
     holds `tokens` to the routes SPEC 9.2 lets a token use.
     """
+
+    query_token = False  # see QueryTokenAccess
 
     def __init__(
         self,
@@ -203,10 +244,14 @@ class Access:
     def __repr__(self) -> str:
         return (
             f"Access({', '.join(repr(s.value) for s in self.scopes)}, "
-            f"store_param={self.store_param!r}, or_self={self.or_self!r}, tokens={self.tokens})"
+            f"store_param={self.store_param!r}, or_self={self.or_self!r}, tokens={self.tokens}, "
+            f"query_token={self.query_token})"
         )
 
     async def __call__(self, request: Request, caller: AuthenticatedDep) -> Caller:
+        return self.decide(request, caller)
+
+    def decide(self, request: Request, caller: Caller) -> Caller:
         path = request.path_params
         org_id = path.get("org_id")
         if org_id is not None and org_id != caller.organization_id:
@@ -239,6 +284,20 @@ class Access:
         return self.or_self is not None and path.get(self.or_self) == caller.api_key_id
 
 
+class QueryTokenAccess(Access):
+    """`Access` for a route that takes upload tokens also from the `access_token` query
+    parameter (see `authenticate_caller_or_query_token`); a subclass because FastAPI reads
+    where a dependency's caller comes from in the signature of its `__call__`."""
+
+    query_token = True
+
+    def __init__(self, scope: Scope, *also: Scope, store_param: str = "vector_store_id") -> None:
+        super().__init__(scope, *also, store_param=store_param, tokens=True)
+
+    async def __call__(self, request: Request, caller: QueryTokenAuthenticatedDep) -> Caller:
+        return self.decide(request, caller)
+
+
 # One alias per kind of route; SPEC 9.1 says which route needs which scope, 9.2 which
 # routes an upload token may use.
 UploadCaller = Annotated[Caller, Depends(Access(Scope.UPLOAD))]
@@ -252,6 +311,9 @@ FlowiseUploadCaller = Annotated[
 ]
 # A file's status: `read`, or the token that uploaded the file (checked in the handler).
 StatusCaller = Annotated[Caller, Depends(Access(Scope.READ, tokens=True))]
+# The status stream of files (SPEC 10.4): as a file's status, and the token may come as
+# `access_token` in the query, for a browser's EventSource.
+StatusStreamCaller = Annotated[Caller, Depends(QueryTokenAccess(Scope.READ))]
 # Revoking an upload token: the scope that mints them, or `manage`.
 UploadOrManageCaller = Annotated[Caller, Depends(Access(Scope.UPLOAD, Scope.MANAGE))]
 # Revoking a key: `manage`, or the key itself (SPEC 9.1).

@@ -72,6 +72,16 @@ class Settings(BaseSettings):
     interactive_upstream_timeout_s: float = Field(default=10, gt=0)
     # The status refresh is best effort (the poller gets there): answer from the database.
     status_refresh_timeout_s: float = Field(default=2, gt=0)
+    # The live status stream (SPEC 10.4). Streams one organization may hold open at once
+    # in each worker: each holds a connection and reads the database every interval.
+    max_event_streams_per_org: int = Field(default=20, ge=1)
+    # Seconds between two reads of a stream's records (one short query each).
+    event_stream_interval_s: float = Field(default=1.0, gt=0)
+    # Longest silence of a stream before a comment line (SPEC 10.4: at least every 15 s).
+    event_stream_keep_alive_s: float = Field(default=15, gt=0, le=15)
+    # A stream ends at the latest this long after the batch deadline (the poller's rounds
+    # after it), or when the caller's key or token expires.
+    event_stream_grace_s: float = Field(default=60, ge=0)
     # Nothing reads expired idempotency keys and slots; a minute keeps their tables small.
     expired_rows_purge_interval_s: float = Field(default=60, gt=0)
     # Fair sharing: what one organization's requests may take of the machine.

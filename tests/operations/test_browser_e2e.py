@@ -408,3 +408,103 @@ def test_a_web_app_uploads_with_a_token_from_its_backend_and_reads_the_status(
     # The page got a token from its backend, and the backend's key never left it.
     assert len(BACKEND.minted) == 1
     assert BACKEND.minted[0]["token"].startswith("vgu_")
+
+
+# Runs in the web app's page: a token from its backend, two files on the base64 route, then
+# an EventSource on their status stream (the token in `access_token`: an EventSource cannot
+# send headers) that writes each file's status into the page as it comes, until `done`.
+EVENTS = "/files/events?"
+LIVE_STATUS = """async ([service]) => {
+    const minted = await (await fetch("/token", {method: "POST"})).json();
+    const store = minted.vector_store_id;
+    const org = `${service}/v1/organizations/${minted.organization_id}`;
+    const uploaded = await (await fetch(`${org}/vector-stores/${store}/files/upload-base64`, {
+        method: "POST",
+        headers: {"Authorization": `Bearer ${minted.token}`, "Content-Type": "application/json"},
+        body: JSON.stringify({files: [
+            {filename: "live-1.txt", content: btoa("first\\n"), mime_type: "text/plain"},
+            {filename: "live-2.txt", content: btoa("second\\n"), mime_type: "text/plain"},
+        ]}),
+    })).json();
+
+    const list = document.createElement("ul");
+    document.body.append(list);
+    window.seen = [];
+    const ids = uploaded.files.map(file => file.id);
+    const query = new URLSearchParams({ids: ids.join(","), access_token: minted.token});
+    const source = new EventSource(`${org}/vector-stores/${store}/files/events?${query}`);
+    source.addEventListener("file.status", message => {
+        const status = JSON.parse(message.data);
+        window.seen.push([status.filename, status.processing_status]);
+        let item = document.getElementById(status.id);
+        if (item === null) {
+            item = document.createElement("li");
+            item.id = status.id;
+            list.append(item);
+        }
+        item.textContent = `${status.filename}: ${status.processing_status}`;
+    });
+    source.addEventListener("done", () => {
+        source.close();  // or the EventSource would reconnect
+        document.body.dataset.stream = "done";
+    });
+    source.onerror = () => { document.body.dataset.stream = "error"; };
+    return ids;
+}"""
+
+
+def test_a_web_app_shows_its_files_status_live_from_the_stream_with_its_token(
+    page: Page,
+    service: Service,
+    tenant: Tenant,
+    client: httpx.Client,
+    fake: FakeOpenAI,
+    web_apps: None,
+    problems: list[str],
+) -> None:
+    store = register_store(client, tenant, fake)
+    key = client.post(
+        f"/v1/organizations/{tenant.org_id}/api-keys",
+        json={"name": "web app backend", "scopes": ["upload"], "vector_store_ids": [store]},
+        headers=tenant.headers,
+    )
+    assert key.status_code == 201, key.text
+    BACKEND.service_url, BACKEND.org_id = service.running.base_url, tenant.org_id
+    BACKEND.api_key, BACKEND.vector_store_id = key.json()["key"], store
+    BACKEND.minted.clear()
+    streams: list[str] = []  # how the stream's request ended, as the browser tells it
+    page.on("requestfinished", lambda r: streams.append("finished") if EVENTS in r.url else None)
+    page.on("requestfailed", lambda r: streams.append(str(r.failure)) if EVENTS in r.url else None)
+    fake.batch_mode = "stuck"  # OpenAI works on them until the page has shown it
+    try:
+        page.goto(ALLOWED_ORIGIN)
+        ids = page.evaluate(LIVE_STATUS, [service.running.base_url])
+        for record_id in ids:
+            page.wait_for_function(
+                "id => document.getElementById(id)?.textContent.endsWith('processing')",
+                arg=record_id,
+            )
+        assert page.evaluate("document.body.dataset.stream") is None  # still open
+        fake.batch_mode = "complete"
+        page.wait_for_function("document.body.dataset.stream !== undefined")
+        assert page.evaluate("document.body.dataset.stream") == "done"
+        shown = page.locator("li").all_text_contents()
+        seen = page.evaluate("window.seen")
+        while not streams:
+            page.wait_for_timeout(50)
+    finally:
+        BACKEND.api_key = ""
+
+    # The service ends the stream after `done` while the page closes its EventSource on
+    # it (as it must, or it would reconnect): whichever comes first, the browser reports
+    # the request finished, or aborted by the page. Either is the stream ending well.
+    assert streams in (["finished"], ["net::ERR_ABORTED"]), streams
+    problems[:] = [p for p in problems if not (EVENTS in p and p.endswith("net::ERR_ABORTED"))]
+
+    assert shown == ["live-1.txt: completed", "live-2.txt: completed"]
+    for name in ("live-1.txt", "live-2.txt"):
+        statuses = [status for filename, status in seen if filename == name]
+        assert statuses[-1] == "completed"
+        assert "processing" in statuses
+    # The token reached the service in the URL only; it stays out of the log.
+    assert BACKEND.minted[0]["token"] not in service.running.log()

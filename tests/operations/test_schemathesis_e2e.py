@@ -49,6 +49,7 @@ BINDINGS = {
     "path.webhook_id": ("webhooks", 0.7),
     "query.credential": ("credentials", 0.7),
     "query.after": ("cursors", 0.5),
+    "query.ids": ("files", 0.7),
     "body.credential_id": ("credentials", 0.7),
     "body.vector_store_id": ("vector_stores", 0.7),
 }
@@ -62,6 +63,12 @@ API_KEY_CREATION = "POST /v1/organizations/{org_id}/api-keys"
 ADMIN_API_KEY_CREATION = "POST /v1/admin/organizations/{org_id}/api-keys"
 # Nor "a URL whose host resolves": a schema-valid webhook URL may be refused (SPEC 10.1).
 WEBHOOK_CREATION = "POST /v1/organizations/{org_id}/webhooks"
+# The status stream (SPEC 10.4) is checked like any route: its 200 is `text/event-stream`,
+# which has no schema to hold the body to, and it ends by itself (the run's files are
+# final within seconds: one event each, then `done`; an unknown id is a 404 first). The
+# schema cannot say "at most 100 distinct ids" nor "access_token or a header, not both"
+# (every request here carries the key's header): those schema-valid requests are a 400.
+FILE_EVENTS = "GET /v1/organizations/{org_id}/vector-stores/{vector_store_id}/files/events"
 
 
 def schemathesis_config(ids: dict[str, list[str]]) -> str:
@@ -89,6 +96,10 @@ def schemathesis_config(ids: dict[str, list[str]]) -> str:
         "[[operations]]",
         f'include-name = "{WEBHOOK_CREATION}"',
         f"checks.positive_data_acceptance.expected-statuses = {[201, 400, 401, 403, 404]}",
+        "",
+        "[[operations]]",
+        f'include-name = "{FILE_EVENTS}"',
+        f"checks.positive_data_acceptance.expected-statuses = {[200, 400, 401, 403, 404]}",
     ]
     return "\n".join(lines) + "\n"
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
@@ -18,6 +19,7 @@ from vectorgate.deps import (
     ResourcesDep,
     SessionDep,
     StatusCaller,
+    StatusStreamCaller,
     UploadOrTokenCaller,
 )
 from vectorgate.errors import OrgErrorBody, documented_errors, forbidden, not_found
@@ -29,6 +31,16 @@ from vectorgate.uploads.base64_json import receive_base64_json
 from vectorgate.uploads.idempotency import HashingStream, idempotent
 from vectorgate.uploads.staging import Reserve, StagedFile
 from vectorgate.upstream.client import interactive
+from vectorgate.vector_stores.events_stream import (
+    EVENTS_SCHEMA,
+    IDS_SCHEMA_PATTERN,
+    SlotResponse,
+    StreamTimings,
+    find_records,
+    parse_ids,
+    status_events,
+    stream_end,
+)
 from vectorgate.vector_stores.schemas import (
     Deleted,
     FileList,
@@ -280,3 +292,56 @@ async def file_status(
     # The session is closed: OpenAI's answer is awaited without holding a connection.
     record = await refresh_file_record(resources.sessionmaker, client, store, record)
     return FileStatus.model_validate(record, from_attributes=True)
+
+
+@router.get(
+    "/{vector_store_id}/files/events",
+    responses={
+        200: {
+            "description": "Server-Sent Events: `file.status` per file and per change, "
+            "then `done` (or `timeout`); comment lines keep it alive",
+            "content": {"text/event-stream": {"schema": EVENTS_SCHEMA}},
+        }
+    },
+)
+async def file_events(
+    vector_store_id: PathId,
+    caller: StatusStreamCaller,
+    resources: ResourcesDep,
+    ids: Annotated[
+        str,
+        Query(
+            description="Comma-separated file ids (`vsf_` or OpenAI `file-`), 1 to 100 distinct",
+            json_schema_extra={"pattern": IDS_SCHEMA_PATTERN},
+        ),
+    ],
+) -> SlotResponse:
+    """Live status of files as Server-Sent Events, until every one is final."""
+    settings = resources.settings
+    wanted = parse_ids(ids)
+    token = caller.upload_token
+    async with resources.sessionmaker() as session:
+        store = await get_vector_store(session, caller.organization_id, vector_store_id)
+        records = await find_records(
+            session,
+            caller.organization_id,
+            store.id,
+            wanted,
+            upload_token_id=token.id if token is not None else None,
+        )
+    # The session is closed: the stream reads in short sessions of its own.
+    slot = resources.event_streams.take(caller.organization_id, settings.max_event_streams_per_org)
+    timings = StreamTimings(
+        interval_s=settings.event_stream_interval_s,
+        keep_alive_s=settings.event_stream_keep_alive_s,
+        ends_at=stream_end(
+            time.monotonic(),
+            settings.batch_timeout_s,
+            settings.event_stream_grace_s,
+            caller.expires_at,
+        ),
+    )
+    events = status_events(
+        resources.sessionmaker, caller.organization_id, store.id, records, timings
+    )
+    return SlotResponse(events, slot)
