@@ -37,8 +37,8 @@ from vectorgate.db import utcnow
 from vectorgate.errors import bad_request, not_found
 from vectorgate.schemas import ID_PATTERN
 from vectorgate.vector_stores.models import VectorStoreFile
+from vectorgate.vector_stores.outcomes import FINAL_STATUSES
 from vectorgate.vector_stores.schemas import FileStatus
-from vectorgate.vector_stores.service import FINAL_STATUSES
 from vectorgate.vector_stores.stream_slots import Slot
 
 # SPEC 10.4: 1 to 100 distinct ids per stream.
