@@ -356,15 +356,10 @@ TOKEN_FLOW = """async ([service]) => {
 }"""
 
 
-def test_a_web_app_uploads_with_a_token_from_its_backend_and_reads_the_status(
-    page: Page,
-    service: Service,
-    tenant: Tenant,
-    client: httpx.Client,
-    fake: FakeOpenAI,
-    web_apps: None,
-    problems: list[str],
-) -> None:
+def backend_for_a_new_store(
+    service: Service, tenant: Tenant, client: httpx.Client, fake: FakeOpenAI
+) -> str:
+    """A registered store, and the web app's backend set up with an `upload` key for it."""
     store = register_store(client, tenant, fake)
     key = client.post(
         f"/v1/organizations/{tenant.org_id}/api-keys",
@@ -375,6 +370,19 @@ def test_a_web_app_uploads_with_a_token_from_its_backend_and_reads_the_status(
     BACKEND.service_url, BACKEND.org_id = service.running.base_url, tenant.org_id
     BACKEND.api_key, BACKEND.vector_store_id = key.json()["key"], store
     BACKEND.minted.clear()
+    return store
+
+
+def test_a_web_app_uploads_with_a_token_from_its_backend_and_reads_the_status(
+    page: Page,
+    service: Service,
+    tenant: Tenant,
+    client: httpx.Client,
+    fake: FakeOpenAI,
+    web_apps: None,
+    problems: list[str],
+) -> None:
+    store = backend_for_a_new_store(service, tenant, client, fake)
     try:
         page.goto(ALLOWED_ORIGIN)
         result = page.evaluate(TOKEN_FLOW, [service.running.base_url])
@@ -462,16 +470,7 @@ def test_a_web_app_shows_its_files_status_live_from_the_stream_with_its_token(
     web_apps: None,
     problems: list[str],
 ) -> None:
-    store = register_store(client, tenant, fake)
-    key = client.post(
-        f"/v1/organizations/{tenant.org_id}/api-keys",
-        json={"name": "web app backend", "scopes": ["upload"], "vector_store_ids": [store]},
-        headers=tenant.headers,
-    )
-    assert key.status_code == 201, key.text
-    BACKEND.service_url, BACKEND.org_id = service.running.base_url, tenant.org_id
-    BACKEND.api_key, BACKEND.vector_store_id = key.json()["key"], store
-    BACKEND.minted.clear()
+    backend_for_a_new_store(service, tenant, client, fake)
     streams: list[str] = []  # how the stream's request ended, as the browser tells it
     page.on("requestfinished", lambda r: streams.append("finished") if EVENTS in r.url else None)
     page.on("requestfailed", lambda r: streams.append(str(r.failure)) if EVENTS in r.url else None)

@@ -93,6 +93,17 @@ def upload_base64(
     return uploaded
 
 
+def upload_flowise(
+    client: httpx.Client, tenant: Tenant, store: str, *parts: Part
+) -> httpx.Response:
+    return client.post(
+        f"/api/v1/openai-assistants-vector-store/{store}",
+        params={"credential": tenant.credential_id},
+        content=multipart_body(parts),
+        headers={**tenant.headers, "content-type": content_type()},
+    )
+
+
 def deliveries(client: httpx.Client, tenant: Tenant, webhook_id: str) -> list[dict[str, Any]]:
     response = client.get(hooks_url(tenant, webhook_id, "deliveries"), headers=tenant.headers)
     assert response.status_code == 200, response.text
@@ -181,12 +192,8 @@ def test_the_flowise_route_records_its_files_and_raises_their_events(
     tenant = service.new_tenant()
     store = fake.create_vector_store(tenant.openai_key)  # not registered: the route does it
     webhook = add_webhook(client, tenant, receiver)
-    body = multipart_body([Part("f.txt", b"a flowise file\n", "text/plain")])
-    response = client.post(
-        f"/api/v1/openai-assistants-vector-store/{store}",
-        params={"credential": tenant.credential_id},
-        content=body,
-        headers={**tenant.headers, "content-type": content_type()},
+    response = upload_flowise(
+        client, tenant, store, Part("f.txt", b"a flowise file\n", "text/plain")
     )
     assert response.status_code == 200, response.text
     upstream_id = response.json()[0]["id"]
@@ -210,17 +217,12 @@ def test_a_failed_flowise_request_leaves_failed_records_and_says_so(
     store = fake.create_vector_store(tenant.openai_key)
     webhook = add_webhook(client, tenant, receiver)
     fake.fail_files_named("broken.txt")
-    body = multipart_body(
-        [
-            Part("fine.txt", b"fine\n", "text/plain"),
-            Part("broken.txt", b"broken\n", "text/plain"),
-        ]
-    )
-    response = client.post(
-        f"/api/v1/openai-assistants-vector-store/{store}",
-        params={"credential": tenant.credential_id},
-        content=body,
-        headers={**tenant.headers, "content-type": content_type()},
+    response = upload_flowise(
+        client,
+        tenant,
+        store,
+        Part("fine.txt", b"fine\n", "text/plain"),
+        Part("broken.txt", b"broken\n", "text/plain"),
     )
     assert response.status_code == 500, response.text
 
