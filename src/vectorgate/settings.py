@@ -49,7 +49,9 @@ class Settings(BaseSettings):
         36000,
         36000,
     ]
-    webhook_timeout_s: float = Field(default=10, gt=0)
+    # At most 30 s: a dead worker's lease (lookup + timeout + 15 s) must end within the
+    # 60 s in which SPEC 10.3 resumes an interrupted delivery.
+    webhook_timeout_s: float = Field(default=10, gt=0, le=30)
     webhook_secret_overlap_s: float = Field(default=86400, ge=0)
     webhook_allow_private: bool = False
 

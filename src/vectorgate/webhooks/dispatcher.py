@@ -62,6 +62,7 @@ IDLE_POLL_S = 0.25
 # How often the queue depth gauge is counted.
 _DEPTH_EVERY_S = 5.0
 _ERROR_LENGTH = 500  # webhook_deliveries.last_error
+_MAX_BODY_READ = 16 * 1024
 USER_AGENT = f"vectorgate-webhooks/{__version__}"
 
 
@@ -114,9 +115,16 @@ class Dispatcher:
                 except Exception:
                     log.exception("webhook dispatch round failed; retrying")
                     started = 0
-                if len(self._in_flight) >= MAX_IN_FLIGHT:
-                    await asyncio.wait(self._in_flight, return_when=asyncio.FIRST_COMPLETED)
-                elif not started:
+                if started:
+                    continue
+                if self._in_flight:
+                    # Nothing more may start until an attempt ends (this process's room,
+                    # or an organization's share), or new work may have come: look again
+                    # at whichever is first.
+                    await asyncio.wait(
+                        self._in_flight, timeout=IDLE_POLL_S, return_when=asyncio.FIRST_COMPLETED
+                    )
+                else:
                     await asyncio.sleep(IDLE_POLL_S)
         finally:
             for task in self._in_flight:
@@ -135,13 +143,17 @@ class Dispatcher:
         """Take the due deliveries there is room for and start an attempt for each."""
         await self._count_queue()
         claimed = await self._claim()
-        for delivery_id, organization_id in claimed:
-            task = asyncio.create_task(self.attempt(delivery_id), name=f"webhook {delivery_id}")
-            self._in_flight[task] = organization_id
+        for delivery, event, webhook in claimed:
+            task = asyncio.create_task(
+                self.attempt(delivery, event, webhook), name=f"webhook {delivery.id}"
+            )
+            self._in_flight[task] = delivery.organization_id
             task.add_done_callback(self._in_flight.pop)
         return len(claimed)
 
-    async def _claim(self) -> list[tuple[str, str]]:
+    async def _claim(self) -> list[tuple[WebhookDelivery, Event, WebhookEndpoint]]:
+        """The due deliveries there is room for, leased to this dispatcher, each with its
+        event and webhook. An attempt counts from here: one cut short by a crash too."""
         room = MAX_IN_FLIGHT - len(self._in_flight)
         if room <= 0:
             return []
@@ -165,20 +177,35 @@ class Dispatcher:
                     query.order_by(WebhookDelivery.next_attempt_at).limit(room * 2)
                 )
             ).all()
-        claimed: list[tuple[str, str]] = []
+        chosen: list[str] = []
         for delivery_id, organization_id in candidates:
-            if len(claimed) >= room or taken[organization_id] >= MAX_IN_FLIGHT_PER_ORG:
+            if len(chosen) >= room or taken[organization_id] >= MAX_IN_FLIGHT_PER_ORG:
                 continue
-            async with write_transaction(self._sessionmaker) as session:
-                result = await session.execute(
-                    update(WebhookDelivery)
-                    .where(WebhookDelivery.id == delivery_id, *due)
-                    .values(lease_owner=self.owner, lease_expires_at=now + self._lease)
+            chosen.append(delivery_id)
+            taken[organization_id] += 1
+        if not chosen:
+            return []
+        # One statement takes them all; a delivery another worker took meanwhile is not
+        # due any more and stays out.
+        async with write_transaction(self._sessionmaker) as session:
+            claimed = await session.scalars(
+                update(WebhookDelivery)
+                .where(WebhookDelivery.id.in_(chosen), *due)
+                .values(
+                    attempts=WebhookDelivery.attempts + 1,
+                    lease_owner=self.owner,
+                    lease_expires_at=now + self._lease,
                 )
-            if result.rowcount == 1:  # type: ignore[attr-defined]
-                claimed.append((delivery_id, organization_id))
-                taken[organization_id] += 1
-        return claimed
+                .returning(WebhookDelivery.id)
+            )
+            ids = list(claimed)
+            found = await session.execute(
+                select(WebhookDelivery, Event, WebhookEndpoint)
+                .join(Event, Event.id == WebhookDelivery.event_id)
+                .join(WebhookEndpoint, WebhookEndpoint.id == WebhookDelivery.webhook_id)
+                .where(WebhookDelivery.id.in_(ids))
+            )
+            return [(delivery, event, webhook) for delivery, event, webhook in found.all()]
 
     async def _count_queue(self) -> None:
         now = time.monotonic()
@@ -193,23 +220,11 @@ class Dispatcher:
             )
         WEBHOOK_QUEUE_DEPTH.set(depth or 0)
 
-    async def attempt(self, delivery_id: str) -> None:
+    async def attempt(
+        self, delivery: WebhookDelivery, event: Event, webhook: WebhookEndpoint
+    ) -> None:
         """One attempt of a delivery this dispatcher holds the lease of, and its outcome."""
         try:
-            async with self._sessionmaker() as session:
-                found = (
-                    await session.execute(
-                        select(WebhookDelivery, Event, WebhookEndpoint)
-                        .join(Event, Event.id == WebhookDelivery.event_id)
-                        .join(WebhookEndpoint, WebhookEndpoint.id == WebhookDelivery.webhook_id)
-                        .where(WebhookDelivery.id == delivery_id)
-                    )
-                ).one_or_none()
-            if found is None:
-                return  # its webhook was deleted meanwhile, and the delivery with it
-            delivery, event, webhook = found
-            if delivery.lease_owner != self.owner:
-                return
             body = json.dumps(envelope(event), separators=(",", ":"), ensure_ascii=False)
             outcome = await self._send(
                 webhook.url, event.id, body, signing_secrets(self._keyring, webhook)
@@ -217,7 +232,7 @@ class Dispatcher:
             await self._record(delivery, event, outcome)
         except Exception:
             # Its lease runs out and another round tries again.
-            log.exception("webhook delivery %s could not be attempted", delivery_id)
+            log.exception("webhook delivery %s could not be attempted", delivery.id)
 
     async def _send(self, url: str, event_id: str, body: str, secrets: list[Secret]) -> Outcome:
         timeout_s = self._settings.webhook_timeout_s
@@ -268,7 +283,16 @@ class Dispatcher:
             extensions={"sni_hostname": destination.host},
         )
         response = await self._http.send(request, stream=True)
-        await response.aclose()  # a receiver's answer is its status; the body is not read
+        try:
+            # The answer is its status. A short body is read so that the connection can
+            # be used again; a long one is not, and the connection is dropped with it.
+            read = 0
+            async for chunk in response.aiter_raw():
+                read += len(chunk)
+                if read > _MAX_BODY_READ:
+                    break
+        finally:
+            await response.aclose()
         code = response.status_code
         if 200 <= code < 300:
             return Outcome(True, code, None)
@@ -278,10 +302,9 @@ class Dispatcher:
 
     async def _record(self, delivery: WebhookDelivery, event: Event, outcome: Outcome) -> None:
         now = utcnow()
-        attempts = delivery.attempts + 1
+        attempts = delivery.attempts  # counted when the attempt was claimed
         schedule = self._settings.webhook_retry_schedule_s
         values: dict[str, object] = {
-            "attempts": attempts,
             "last_status_code": outcome.status_code,
             "last_error": outcome.error[:_ERROR_LENGTH] if outcome.error else None,
             "last_chance": False,
