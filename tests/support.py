@@ -1,8 +1,10 @@
-"""Builders shared by the tests: raw multipart bodies with full control over the bytes."""
+"""Builders shared by the tests: raw multipart bodies with full control over the bytes,
+base64 upload bodies."""
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import socket
 import urllib.parse
 from collections.abc import Iterable, Iterator
@@ -11,6 +13,20 @@ from pathlib import Path
 from typing import Any
 
 BOUNDARY = "vgtestboundary7MA4YWxkTrZu0gW"
+
+
+def text_files_body(*names: str) -> dict[str, Any]:
+    """A base64 route body of one small text file per name ("text of NAME")."""
+    return {
+        "files": [
+            {
+                "filename": name,
+                "content": base64.b64encode(f"text of {name}\n".encode()).decode(),
+                "mime_type": "text/plain",
+            }
+            for name in names
+        ]
+    }
 
 
 @dataclass(frozen=True)

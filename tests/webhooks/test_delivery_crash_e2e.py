@@ -10,7 +10,6 @@ file completed), or its attempt is in flight (the receiver hangs) and its lease 
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
 import signal
 import time
@@ -26,6 +25,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from tests.e2e import DEFAULT_SETTINGS
+from tests.support import text_files_body
 from vectorgate.migrate import upgrade_to_head
 from vectorgate.testing.fake_openai import FakeOpenAI
 from vectorgate.testing.receiver import Received, Receiver, receiving
@@ -146,15 +146,7 @@ def upload(running: RunningService, setup: Setup, name: str) -> dict[str, Any]:
     response = httpx.post(
         f"{running.base_url}/v1/organizations/{tenant.org_id}/vector-stores/{setup.store}"
         "/files/upload-base64",
-        json={
-            "files": [
-                {
-                    "filename": name,
-                    "content": base64.b64encode(f"text of {name}\n".encode()).decode(),
-                    "mime_type": "text/plain",
-                }
-            ]
-        },
+        json=text_files_body(name),
         headers=tenant.headers,
         timeout=30,
     )

@@ -18,7 +18,7 @@ from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
 from tests.e2e import Service, assert_error, register_store
-from tests.support import Part, content_type, multipart_body
+from tests.support import Part, content_type, multipart_body, text_files_body
 from vectorgate.testing.fake_openai import FakeOpenAI
 from vectorgate.testing.receiver import Receiver, receiving
 from vectorgate.testing.service import Tenant
@@ -75,17 +75,9 @@ def add_webhook(
 def upload_base64(
     client: httpx.Client, tenant: Tenant, store: str, *names: str
 ) -> list[dict[str, Any]]:
-    files = [
-        {
-            "filename": name,
-            "content": base64.b64encode(f"text of {name}\n".encode()).decode(),
-            "mime_type": "text/plain",
-        }
-        for name in names
-    ]
     response = client.post(
         f"/v1/organizations/{tenant.org_id}/vector-stores/{store}/files/upload-base64",
-        json={"files": files},
+        json=text_files_body(*names),
         headers=tenant.headers,
     )
     assert response.status_code == 200, response.text

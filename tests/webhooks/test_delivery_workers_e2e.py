@@ -9,7 +9,6 @@ would reach its receiver twice, under the same `webhook-id`.
 
 from __future__ import annotations
 
-import base64
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -20,6 +19,7 @@ import httpx
 import pytest
 
 from tests.e2e import DEFAULT_SETTINGS
+from tests.support import text_files_body
 from vectorgate.migrate import upgrade_to_head
 from vectorgate.testing.fake_openai import FakeOpenAI
 from vectorgate.testing.receiver import Receiver, receiving
@@ -108,15 +108,7 @@ def test_two_workers_deliver_each_event_to_each_webhook_exactly_once(
         name = f"{i}.txt"
         response = httpx.post(
             upload_url,
-            json={
-                "files": [
-                    {
-                        "filename": name,
-                        "content": base64.b64encode(f"text of {name}\n".encode()).decode(),
-                        "mime_type": "text/plain",
-                    }
-                ]
-            },
+            json=text_files_body(name),
             headers=tenant.headers,
             timeout=60,
         )
