@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from tests.e2e import DEFAULT_SETTINGS
 from tests.support import text_files_body
+from tests.webhooks.support import add_webhook
 from vectorgate.migrate import upgrade_to_head
 from vectorgate.testing.fake_openai import FakeOpenAI
 from vectorgate.testing.receiver import Received, Receiver, receiving
@@ -127,18 +128,6 @@ def setup(database_url: str, fake: FakeOpenAI, tmp_path: Path) -> Setup:
     store = fake.create_vector_store(tenant.openai_key)
     register_store(env, tenant, store)
     return Setup(env, tenant, store, tmp_path)
-
-
-def add_webhook(running: RunningService, tenant: Tenant, receiver: Receiver) -> dict[str, Any]:
-    response = httpx.post(
-        f"{running.base_url}/v1/organizations/{tenant.org_id}/webhooks",
-        json={"url": receiver.url},
-        headers=tenant.headers,
-        timeout=30,
-    )
-    assert response.status_code == 201, response.text
-    created: dict[str, Any] = response.json()
-    return created
 
 
 def upload(running: RunningService, setup: Setup, name: str) -> dict[str, Any]:

@@ -20,6 +20,7 @@ import pytest
 
 from tests.e2e import DEFAULT_SETTINGS
 from tests.support import text_files_body
+from tests.webhooks.support import add_webhook
 from vectorgate.migrate import upgrade_to_head
 from vectorgate.testing.fake_openai import FakeOpenAI
 from vectorgate.testing.receiver import Receiver, receiving
@@ -54,18 +55,6 @@ def workers(
     env = service_env(data_dir, postgres_url, fake_openai.base_url, **settings)
     with serve(env, workers=2, log_path=data_dir / "service.log") as running:
         yield running, env
-
-
-def add_webhook(running: RunningService, tenant: Tenant, receiver: Receiver) -> dict[str, Any]:
-    response = httpx.post(
-        f"{running.base_url}/v1/organizations/{tenant.org_id}/webhooks",
-        json={"url": receiver.url},
-        headers=tenant.headers,
-        timeout=30,
-    )
-    assert response.status_code == 201, response.text
-    created: dict[str, Any] = response.json()
-    return created
 
 
 def all_deliveries(
