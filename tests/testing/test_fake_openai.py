@@ -22,7 +22,13 @@ import openai
 import pytest
 import pytest_asyncio
 from openai import AsyncOpenAI
-from openai.types import FileDeleted, FileObject, VectorStore, VectorStoreDeleted
+from openai.types import (
+    FileDeleted,
+    FileObject,
+    StaticFileChunkingStrategyObjectParam,
+    VectorStore,
+    VectorStoreDeleted,
+)
 from openai.types.vector_stores import (
     VectorStoreFile,
     VectorStoreFileBatch,
@@ -31,6 +37,7 @@ from openai.types.vector_stores import (
 
 from vectorgate.testing.fake_openai import BatchSnapshot, FakeOpenAI, StoredFile, key_hint
 
+Json = dict[str, Any]
 KEY_A = "sk-test-owner-a-0001"
 KEY_B = "sk-test-owner-b-0002"
 MIB = 1024 * 1024
@@ -423,6 +430,243 @@ async def test_batch_with_unknown_store_or_file_is_404_and_attaches_nothing(
     assert fake.batches == []
 
 
+STATIC_300: StaticFileChunkingStrategyObjectParam = {
+    "type": "static",
+    "static": {"max_chunk_size_tokens": 300, "chunk_overlap_tokens": 150},
+}
+AUTO_SHOWN = {
+    "type": "static",
+    "static": {"max_chunk_size_tokens": 800, "chunk_overlap_tokens": 400},
+}
+
+
+async def batch_files_json(client: AsyncOpenAI, vs_id: str, batch_id: str) -> dict[str, Json]:
+    """The batch's vector-store file objects as sent, by file id."""
+    raw = await client.vector_stores.file_batches.with_raw_response.list_files(
+        batch_id, vector_store_id=vs_id
+    )
+    return {f["id"]: f for f in raw.http_response.json()["data"]}
+
+
+@pytest.mark.asyncio
+async def test_batch_file_ids_with_top_level_options_apply_them_to_every_file(
+    fake: FakeOpenAI, client: AsyncOpenAI
+) -> None:
+    files = [await upload(client, f"{i}.txt") for i in range(2)]
+    store = await client.vector_stores.create(name="docs")
+    attributes: dict[str, str | float | bool] = {
+        "team": "blue",
+        "year": 2026,
+        "score": 0.5,
+        "draft": False,
+    }
+
+    batch = await client.vector_stores.file_batches.create(
+        store.id,
+        file_ids=[f.id for f in files],
+        attributes=attributes,
+        chunking_strategy=STATIC_300,
+    )
+
+    shown = await batch_files_json(client, store.id, batch.id)
+    for f in files:
+        assert shown[f.id]["attributes"] == attributes
+        assert shown[f.id]["chunking_strategy"] == STATIC_300
+        assert fake.vector_store_file(store.id, f.id)["attributes"] == attributes
+    one = await client.vector_stores.files.retrieve(files[0].id, vector_store_id=store.id)
+    assert isinstance(one, VectorStoreFile)
+    assert one.attributes == attributes
+    assert one.chunking_strategy is not None
+    assert one.chunking_strategy.model_dump() == STATIC_300
+    listed = [f async for f in client.vector_stores.files.list(store.id)]
+    assert {f.id: f.attributes for f in listed} == {f.id: attributes for f in files}
+
+
+@pytest.mark.asyncio
+async def test_batch_files_entries_carry_their_own_options_and_ignore_top_level_ones(
+    fake: FakeOpenAI, client: AsyncOpenAI
+) -> None:
+    a, b, c = [await upload(client, f"{i}.txt") for i in range(3)]
+    store = await client.vector_stores.create(name="docs")
+
+    batch = await client.post(
+        f"/vector_stores/{store.id}/file_batches",
+        cast_to=VectorStoreFileBatch,
+        body={
+            "files": [
+                {"file_id": a.id, "attributes": {"n": 1}, "chunking_strategy": STATIC_300},
+                {"file_id": b.id, "attributes": None, "chunking_strategy": {"type": "auto"}},
+                {"file_id": c.id},
+            ],
+            "attributes": {"top": "level"},
+            "chunking_strategy": STATIC_300,
+        },
+    )
+
+    shown = await batch_files_json(client, store.id, batch.id)
+    assert (shown[a.id]["attributes"], shown[a.id]["chunking_strategy"]) == ({"n": 1}, STATIC_300)
+    assert (shown[b.id]["attributes"], shown[b.id]["chunking_strategy"]) == ({}, AUTO_SHOWN)
+    assert (shown[c.id]["attributes"], shown[c.id]["chunking_strategy"]) == ({}, AUTO_SHOWN)
+    assert fake.vector_store_file(store.id, c.id)["chunking_strategy"] == AUTO_SHOWN
+    with pytest.raises(KeyError):
+        fake.vector_store_file(store.id, "file-missing")
+
+
+@pytest.mark.asyncio
+async def test_options_at_their_limits_are_accepted(fake: FakeOpenAI, client: AsyncOpenAI) -> None:
+    file = await upload(client)
+    store = await client.vector_stores.create(name="docs")
+    attributes: dict[str, str | float | bool] = {f"k{i}": i for i in range(15)}
+    attributes["😀" * 64] = "é" * 512
+    chunking: StaticFileChunkingStrategyObjectParam = {
+        "type": "static",
+        "static": {"max_chunk_size_tokens": 4096, "chunk_overlap_tokens": 2048},
+    }
+
+    await client.vector_stores.file_batches.create(
+        store.id,
+        files=[{"file_id": file.id, "attributes": attributes, "chunking_strategy": chunking}],
+    )
+
+    shown = fake.vector_store_file(store.id, file.id)
+    assert (shown["attributes"], shown["chunking_strategy"]) == (attributes, chunking)
+
+
+def static_strategy(size: object, overlap: object) -> Json:
+    return {
+        "type": "static",
+        "static": {"max_chunk_size_tokens": size, "chunk_overlap_tokens": overlap},
+    }
+
+
+INVALID_OPTIONS: list[tuple[str, Json, str]] = [
+    ("17 attributes", {"attributes": {f"k{i}": i for i in range(17)}}, "attributes"),
+    ("a 65-character key", {"attributes": {"k" * 65: 1}}, "attributes"),
+    ("a 513-character string", {"attributes": {"k": "x" * 513}}, "attributes.k"),
+    ("a nested object", {"attributes": {"k": {"a": 1}}}, "attributes.k"),
+    ("an array value", {"attributes": {"k": [1]}}, "attributes.k"),
+    ("a null value", {"attributes": {"k": None}}, "attributes.k"),
+    ("attributes not an object", {"attributes": "k=v"}, "attributes"),
+    (
+        "size 99",
+        {"chunking_strategy": static_strategy(99, 0)},
+        "chunking_strategy.static.max_chunk_size_tokens",
+    ),
+    (
+        "size 4097",
+        {"chunking_strategy": static_strategy(4097, 0)},
+        "chunking_strategy.static.max_chunk_size_tokens",
+    ),
+    (
+        "overlap over half",
+        {"chunking_strategy": static_strategy(801, 401)},
+        "chunking_strategy.static.chunk_overlap_tokens",
+    ),
+    (
+        "overlap below 0",
+        {"chunking_strategy": static_strategy(800, -1)},
+        "chunking_strategy.static.chunk_overlap_tokens",
+    ),
+    (
+        "size 800.0",
+        {"chunking_strategy": static_strategy(800.0, 400)},
+        "chunking_strategy.static.max_chunk_size_tokens",
+    ),
+    (
+        "overlap true",
+        {"chunking_strategy": static_strategy(800, True)},
+        "chunking_strategy.static.chunk_overlap_tokens",
+    ),
+    ("static missing", {"chunking_strategy": {"type": "static"}}, "chunking_strategy.static"),
+    ("unknown type", {"chunking_strategy": {"type": "other"}}, "chunking_strategy.type"),
+    ("auto with more", {"chunking_strategy": {"type": "auto", "x": 1}}, "chunking_strategy.x"),
+    (
+        "static with more",
+        {"chunking_strategy": {**static_strategy(800, 400), "x": 1}},
+        "chunking_strategy.x",
+    ),
+]
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(("case", "options", "param"), INVALID_OPTIONS)
+@pytest.mark.parametrize("shape", ["file_ids", "files"])
+async def test_options_beyond_openai_limits_are_its_400_and_attach_nothing(
+    fake: FakeOpenAI, client: AsyncOpenAI, case: str, options: Json, param: str, shape: str
+) -> None:
+    good, bad = await upload(client, "good.txt"), await upload(client, "bad.txt")
+    store = await client.vector_stores.create(name="docs")
+    if shape == "file_ids":
+        body: Json = {"file_ids": [good.id, bad.id], **options}
+        expected_param = param
+    else:
+        body = {"files": [{"file_id": good.id}, {"file_id": bad.id, **options}]}
+        expected_param = f"files[1].{param}"
+
+    with pytest.raises(openai.BadRequestError) as refused:
+        await client.post(
+            f"/vector_stores/{store.id}/file_batches", cast_to=VectorStoreFileBatch, body=body
+        )
+
+    error = refused.value.response.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"}, case
+    assert error["type"] == "invalid_request_error"
+    assert error["param"] == expected_param, (case, error)
+    assert fake.vector_store_files(store.id) == []
+    assert fake.batches == []
+
+
+@pytest.mark.asyncio
+async def test_file_ids_and_files_together_nan_and_empty_files_are_refused(
+    fake: FakeOpenAI, client: AsyncOpenAI
+) -> None:
+    file = await upload(client)
+    store = await client.vector_stores.create(name="docs")
+    path = f"/vector_stores/{store.id}/file_batches"
+
+    with pytest.raises(openai.BadRequestError, match="mutually exclusive"):
+        await client.post(
+            path,
+            cast_to=VectorStoreFileBatch,
+            body={"file_ids": [file.id], "files": [{"file_id": file.id}]},
+        )
+    with pytest.raises(openai.BadRequestError, match="non-empty"):
+        await client.post(path, cast_to=VectorStoreFileBatch, body={"files": []})
+    with pytest.raises(openai.BadRequestError, match=r"files\[0\]\.file_id"):
+        await client.post(path, cast_to=VectorStoreFileBatch, body={"files": [{"id": file.id}]})
+    with pytest.raises(openai.BadRequestError, match="finite"):
+        await client.post(
+            path,
+            cast_to=VectorStoreFileBatch,
+            content=f'{{"file_ids": ["{file.id}"], "attributes": {{"k": NaN}}}}'.encode(),
+            options={"headers": {"Content-Type": "application/json"}},
+        )
+    assert fake.vector_store_files(store.id) == []
+
+
+@pytest.mark.asyncio
+async def test_single_attach_takes_and_checks_options(
+    fake: FakeOpenAI, client: AsyncOpenAI
+) -> None:
+    a, b = await upload(client, "a.txt"), await upload(client, "b.txt")
+    store = await client.vector_stores.create(name="docs")
+
+    attached = await client.vector_stores.files.create(
+        vector_store_id=store.id,
+        file_id=a.id,
+        attributes={"k": "v"},
+        chunking_strategy=STATIC_300,
+    )
+    with pytest.raises(openai.BadRequestError):
+        await client.vector_stores.files.create(
+            vector_store_id=store.id, file_id=b.id, attributes={"k": "x" * 513}
+        )
+
+    assert attached.attributes == {"k": "v"}
+    assert fake.vector_store_file(store.id, a.id)["chunking_strategy"] == STATIC_300
+    assert fake.vector_store_files(store.id) == [a.id]
+
+
 @pytest.mark.asyncio
 async def test_batch_mode_fail_fails_every_file(fake: FakeOpenAI, client: AsyncOpenAI) -> None:
     fake.batch_mode = "fail"
@@ -788,3 +1032,66 @@ async def test_openai_dialect_is_restored_by_reset(llama: FakeOpenAI) -> None:
     async with sdk(llama) as client:
         with pytest.raises(openai.NotFoundError):
             await client.vector_stores.retrieve("vs_missing")
+
+
+@pytest.mark.asyncio
+async def test_llama_stack_dialect_batches_take_file_ids_only(
+    llama: FakeOpenAI, client: AsyncOpenAI
+) -> None:
+    file = await upload(client)
+    vs = await client.vector_stores.create(name="kb")
+
+    with pytest.raises(openai.BadRequestError) as refused:
+        await client.vector_stores.file_batches.create(
+            vs.id, files=[{"file_id": file.id, "attributes": {"k": "v"}}]
+        )
+
+    assert refused.value.response.json() == {
+        "detail": {
+            "errors": [{"loc": ["body", "file_ids"], "msg": "Field required", "type": "missing"}]
+        }
+    }
+    assert llama.vector_store_files(vs.id) == []
+
+
+@pytest.mark.asyncio
+async def test_llama_stack_dialect_sanitizes_attributes_and_checks_chunk_size_only(
+    llama: FakeOpenAI, client: AsyncOpenAI
+) -> None:
+    a, b = await upload(client, "a.txt"), await upload(client, "b.txt")
+    vs = await client.vector_stores.create(name="kb")
+    attributes: dict[str, str | float | bool] = {
+        "n": 3,
+        "long": "x" * 600,
+        "k" * 65: "dropped",
+        "ok": True,
+    }
+    attributes |= {f"extra{i}": i for i in range(20)}
+
+    with pytest.raises(openai.BadRequestError) as refused:
+        await client.vector_stores.file_batches.create(
+            vs.id,
+            file_ids=[a.id],
+            chunking_strategy=static_strategy(99, 0),  # type: ignore[arg-type]
+        )
+    assert refused.value.response.json()["detail"]["errors"][0]["loc"][-1] == (
+        "max_chunk_size_tokens"
+    )
+    over_half = static_strategy(200, 150)
+    batch = await client.vector_stores.file_batches.create(
+        vs.id,
+        file_ids=[a.id],
+        attributes=attributes,
+        chunking_strategy=over_half,  # type: ignore[arg-type]
+    )
+    await client.vector_stores.file_batches.create(vs.id, file_ids=[b.id])
+
+    shown = (await batch_files_json(client, vs.id, batch.id))[a.id]
+    assert len(shown["attributes"]) == 16
+    assert shown["attributes"]["n"] == 3.0
+    assert isinstance(shown["attributes"]["n"], float)
+    assert shown["attributes"]["long"] == "x" * 512
+    assert "k" * 65 not in shown["attributes"]
+    assert shown["chunking_strategy"] == over_half
+    assert llama.vector_store_file(vs.id, a.id)["attributes"] == shown["attributes"]
+    assert llama.vector_store_file(vs.id, b.id)["chunking_strategy"] == {"type": "auto"}

@@ -15,6 +15,17 @@ OpenAI cannot be reached from the test machines, so tests point the real `openai
 * File batches: `POST /vector_stores/{vs}/file_batches`, `GET .../file_batches/{id}`,
   `POST .../file_batches/{id}/cancel`, `GET .../file_batches/{id}/files`.
 
+File options: a batch takes `file_ids` with optional top-level `attributes` and
+`chunking_strategy` applied to every file, or `files: [{"file_id", "attributes"?,
+"chunking_strategy"?}]` (then the top-level options are ignored, as OpenAI documents;
+`file_ids` and `files` together are a 400). A single attach takes the same two options.
+They are checked against OpenAI's documented limits by this module's own code (16
+attributes, keys of at most 64 characters, strings of at most 512, numbers or booleans;
+`auto`, or `static` with integer `max_chunk_size_tokens` 100-4096 and
+`chunk_overlap_tokens` 0 to half of it) and a violation is OpenAI's 400. Vector-store
+file objects show them: `attributes` (`{}` when none) and `chunking_strategy`, `auto`
+resolved to OpenAI's static default 800/400.
+
 Every request needs `Authorization: Bearer sk-...`; keys in `rejected_keys` (or not
 starting with `sk-`) get OpenAI's 401 body, which only ever shows a hint of the key.
 Each object belongs to the key that created it; any other key gets a 404.
@@ -45,8 +56,15 @@ does where it differs from OpenAI: an unknown (or another key's) vector store, f
 batch is a 400 `{"error": {"message": "Vector_store 'vs_x' not found"}}` instead of a 404;
 every other error body is FastAPI's `{"detail": "..."}`; file objects carry no `status`
 or `status_details`; failed vector-store files have no `last_error`; uploaded filenames
-are rewritten to ASCII (`résumé 日本語.pdf` becomes `r_sum_____.pdf`); and no
-`openai-poll-after-ms` header is sent. The same tests run over both dialects.
+are rewritten to ASCII (`résumé 日本語.pdf` becomes `r_sum_____.pdf`); no
+`openai-poll-after-ms` header is sent; and a batch takes only `file_ids` with top-level
+`attributes` and `chunking_strategy` (Llama Stack's pydantic request model: `files` is an
+ignored extra field, so a body without `file_ids` is its 400 validation error
+`{"detail": {"errors": [{"loc", "msg", "type"}]}}`), checks no attribute limits (it
+sanitizes on output: keys over 64 characters dropped, 16 kept, strings cut to 512, numbers
+shown as floats, lists joined into a string, other values dropped), checks `static` only
+for `max_chunk_size_tokens` 100-4096 (missing fields default to 800/400), and shows `auto`
+as `{"type": "auto"}`. The same tests run over both dialects.
 
 Use it from tests with `with FakeOpenAI() as fake: ...` (uvicorn runs in a daemon thread
 on an ephemeral port; see `base_url`), or standalone for demos:
@@ -57,9 +75,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import copy
 import hashlib
 import json
 import logging
+import math
 import re
 import secrets
 import shutil
@@ -176,6 +196,8 @@ class _ApiError(Exception):
         }
         # (kind, id) of a missing object, which the Llama Stack dialect words its own way.
         self.missing: tuple[str, str] | None = None
+        # Llama Stack's own `detail` (its validation errors), when it differs from `message`.
+        self.detail: object | None = None
 
     def response(
         self, headers: dict[str, str] | None = None, dialect: Dialect = "openai"
@@ -185,7 +207,8 @@ class _ApiError(Exception):
                 kind, obj_id = self.missing
                 message = f"{_LLAMA_STACK_KINDS[kind]} '{obj_id}' not found"
                 return JSONResponse({"error": {"message": message}}, 400, headers=headers)
-            return JSONResponse({"detail": self.message}, self.status, headers=headers)
+            detail = self.message if self.detail is None else self.detail
+            return JSONResponse({"detail": detail}, self.status, headers=headers)
         return JSONResponse(self.body, status_code=self.status, headers=headers)
 
 
@@ -255,6 +278,8 @@ class _VsFile:
     status: FileStatus = "in_progress"
     last_error: dict[str, str] | None = None
     polls: int = 0
+    attributes: Json = field(default_factory=dict)
+    chunking_strategy: Json = field(default_factory=lambda: copy.deepcopy(_CHUNKING))
 
     def finish(self, mode: BatchMode, fail_rules: dict[str, dict[str, str]]) -> None:
         """End processing of an in-progress file according to the batch mode."""
@@ -280,8 +305,8 @@ class _VsFile:
             "vector_store_id": self.vector_store_id,
             "status": self.status,
             "last_error": self.last_error,
-            "attributes": {},
-            "chunking_strategy": _CHUNKING,
+            "attributes": copy.deepcopy(self.attributes),
+            "chunking_strategy": copy.deepcopy(self.chunking_strategy),
         }
 
 
@@ -509,7 +534,8 @@ class _State:
             raise _not_found("vector store file", file_id)
         return vs_file
 
-    def _attach(self, owner: str, store: _Store, file_id: str, batch_id: str | None) -> _VsFile:
+    def _attach(self, owner: str, store: _Store, entry: _Entry, batch_id: str | None) -> _VsFile:
+        file_id, attributes, chunking_strategy = entry
         stored = self._file(owner, file_id)
         vs_file = _VsFile(
             file_id=file_id,
@@ -518,6 +544,8 @@ class _State:
             bytes=stored.bytes,
             created_at=int(time.time()),
             batch_id=batch_id,
+            attributes=copy.deepcopy(attributes),
+            chunking_strategy=copy.deepcopy(chunking_strategy),
         )
         store.files[file_id] = vs_file
         return vs_file
@@ -575,9 +603,9 @@ class _State:
 
     # -- vector store files
 
-    def attach_file(self, owner: str, vs_id: str, file_id: str) -> Json:
+    def attach_file(self, owner: str, vs_id: str, entry: _Entry) -> Json:
         with self.lock:
-            return self._attach(owner, self._store(owner, vs_id), file_id, None).to_json()
+            return self._attach(owner, self._store(owner, vs_id), entry, None).to_json()
 
     def get_vs_file(
         self, owner: str, vs_id: str, file_id: str, mode: BatchMode, polls_to_complete: int
@@ -606,13 +634,13 @@ class _State:
 
     # -- batches
 
-    def create_batch(self, owner: str, vs_id: str, file_ids: list[str]) -> Json:
+    def create_batch(self, owner: str, vs_id: str, entries: list[_Entry]) -> Json:
         with self.lock:
             store = self._store(owner, vs_id)
-            for file_id in file_ids:
+            for file_id, _, _ in entries:
                 self._file(owner, file_id)  # all-or-nothing: check before attaching any
             batch_id = _new_id("vsfb_")
-            files = [self._attach(owner, store, file_id, batch_id) for file_id in file_ids]
+            files = [self._attach(owner, store, entry, batch_id) for entry in entries]
             batch = _Batch(
                 id=batch_id, vector_store_id=vs_id, created_at=int(time.time()), files=files
             )
@@ -660,6 +688,14 @@ class _State:
     def batch_snapshots(self) -> list[BatchSnapshot]:
         with self.lock:
             return [batch.snapshot() for batch in self.batches.values()]
+
+    def vs_file_json(self, vs_id: str, file_id: str) -> Json:
+        with self.lock:
+            store = self.stores.get(vs_id)
+            vs_file = None if store is None else store.files.get(file_id)
+            if vs_file is None:
+                raise KeyError(f"no file {file_id} in vector store {vs_id}")
+            return vs_file.to_json()
 
     def store_file_ids(self, vs_id: str) -> list[str]:
         with self.lock:
@@ -830,15 +866,298 @@ async def _json_body(request: Request) -> Json:
     return body
 
 
-def _batch_file_ids(body: Json) -> list[str]:
-    """`file_ids: [...]`, or `files: [{"file_id": ...}]` as the newer API allows."""
+# --------------------------------------------------------------------------- file options
+
+# (file_id, attributes as stored, chunking strategy as shown) of a file to attach.
+_Entry = tuple[str, Json, Json]
+_MAX_BATCH_FILES = 2000
+_ENTRY_KEYS = frozenset({"file_id", "attributes", "chunking_strategy"})
+
+
+def _json_type(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    return "an object"
+
+
+def _unknown_keys(value: Json, allowed: Iterable[str], param: str) -> None:
+    for key in value:
+        if key not in allowed:
+            raise _bad_request(f"Unknown parameter: '{param}.{key}'.", f"{param}.{key}")
+
+
+def _openai_attributes(value: object, param: str) -> Json:
+    """OpenAI's documented limits: 16 pairs, keys of at most 64 characters, values
+    strings of at most 512 characters, booleans or numbers. `null` is none."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise _bad_request(
+            f"Invalid type for '{param}': expected an object, but got {_json_type(value)} instead.",
+            param,
+        )
+    if len(value) > 16:
+        raise _bad_request(
+            f"Invalid '{param}': too many properties. Expected an object with at most 16 "
+            f"properties, but got an object with {len(value)} properties instead.",
+            param,
+        )
+    for key, item in value.items():
+        if len(key) > 64:
+            raise _bad_request(
+                f"Invalid '{param}': property name too long. Expected a name with maximum "
+                f"length 64, but got a name with length {len(key)} instead.",
+                param,
+            )
+        where = f"{param}.{key}"
+        if isinstance(item, str):
+            if len(item) > 512:
+                raise _bad_request(
+                    f"Invalid '{where}': string too long. Expected a string with maximum "
+                    f"length 512, but got a string with length {len(item)} instead.",
+                    where,
+                )
+        elif isinstance(item, int | float) and not isinstance(item, bool):
+            try:
+                finite = math.isfinite(item)
+            except OverflowError:
+                finite = False
+            if not finite:
+                raise _bad_request(f"Invalid '{where}': expected a finite number.", where)
+        elif not isinstance(item, bool):
+            raise _bad_request(
+                f"Invalid type for '{where}': expected one of a string, a number or a "
+                f"boolean, but got {_json_type(item)} instead.",
+                where,
+            )
+    return dict(value)
+
+
+def _openai_tokens(static: Json, name: str, param: str) -> int:
+    where = f"{param}.static.{name}"
+    if name not in static:
+        raise _bad_request(f"Missing required parameter: '{where}'.", where)
+    value = static[name]
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _bad_request(
+            f"Invalid type for '{where}': expected an integer, but got {_json_type(value)} "
+            "instead.",
+            where,
+        )
+    return value
+
+
+def _openai_chunking(value: object, param: str) -> Json:
+    """`auto` (shown as the static default it resolves to) or `static` with integer
+    `max_chunk_size_tokens` 100-4096 and `chunk_overlap_tokens` 0 to half of it."""
+    if value is None:
+        return copy.deepcopy(_CHUNKING)
+    if not isinstance(value, dict):
+        raise _bad_request(
+            f"Invalid type for '{param}': expected an object, but got {_json_type(value)} instead.",
+            param,
+        )
+    kind = value.get("type")
+    if kind == "auto":
+        _unknown_keys(value, ("type",), param)
+        return copy.deepcopy(_CHUNKING)
+    if kind != "static":
+        raise _bad_request(
+            f"Invalid value: {kind!r}. Supported values are: 'auto' and 'static'.",
+            f"{param}.type",
+        )
+    _unknown_keys(value, ("type", "static"), param)
+    static = value.get("static")
+    if not isinstance(static, dict):
+        raise _bad_request(f"Missing required parameter: '{param}.static'.", f"{param}.static")
+    _unknown_keys(static, ("max_chunk_size_tokens", "chunk_overlap_tokens"), f"{param}.static")
+    size = _openai_tokens(static, "max_chunk_size_tokens", param)
+    overlap = _openai_tokens(static, "chunk_overlap_tokens", param)
+    if not 100 <= size <= 4096:
+        raise _bad_request(
+            f"Invalid '{param}.static.max_chunk_size_tokens': expected a value between 100 "
+            f"and 4096, but got {size} instead.",
+            f"{param}.static.max_chunk_size_tokens",
+        )
+    if overlap < 0 or 2 * overlap > size:
+        raise _bad_request(
+            f"Invalid '{param}.static.chunk_overlap_tokens': it must be at least 0 and must "
+            "not exceed half of max_chunk_size_tokens.",
+            f"{param}.static.chunk_overlap_tokens",
+        )
+    return {
+        "type": "static",
+        "static": {"max_chunk_size_tokens": size, "chunk_overlap_tokens": overlap},
+    }
+
+
+def _openai_batch_entries(body: Json) -> list[_Entry]:
+    """`file_ids` with top-level options for all, or `files` with options of their own
+    (top-level options then ignored); never both."""
+    ids, files = body.get("file_ids"), body.get("files")
+    if ids is not None and files is not None:
+        raise _bad_request(
+            "Invalid request: 'file_ids' and 'files' are mutually exclusive.", "files"
+        )
+    if files is not None:
+        if not isinstance(files, list) or not files:
+            raise _bad_request("Invalid 'files': expected a non-empty array.", "files")
+        entries: list[_Entry] = []
+        for i, entry in enumerate(files):
+            where = f"files[{i}]"
+            if not isinstance(entry, dict) or not isinstance(entry.get("file_id"), str):
+                raise _bad_request(
+                    f"Missing required parameter: '{where}.file_id'.", f"{where}.file_id"
+                )
+            _unknown_keys(entry, _ENTRY_KEYS, where)
+            entries.append(
+                (
+                    entry["file_id"],
+                    _openai_attributes(entry.get("attributes"), f"{where}.attributes"),
+                    _openai_chunking(entry.get("chunking_strategy"), f"{where}.chunking_strategy"),
+                )
+            )
+    else:
+        if not isinstance(ids, list) or not ids or not all(isinstance(i, str) for i in ids):
+            raise _bad_request("Missing required parameter: 'file_ids'.", "file_ids")
+        attributes = _openai_attributes(body.get("attributes"), "attributes")
+        chunking = _openai_chunking(body.get("chunking_strategy"), "chunking_strategy")
+        entries = [(file_id, attributes, chunking) for file_id in ids]
+    if len(entries) > _MAX_BATCH_FILES:
+        raise _bad_request(
+            f"Invalid request: a batch holds at most {_MAX_BATCH_FILES} files, got {len(entries)}.",
+            "files" if files is not None else "file_ids",
+        )
+    return entries
+
+
+def _llama_invalid(loc: list[str], msg: str, type_: str) -> _ApiError:
+    """Llama Stack's answer to a request its pydantic model refuses."""
+    error = _bad_request(msg)
+    error.detail = {"errors": [{"loc": loc, "msg": msg, "type": type_}]}
+    return error
+
+
+def _llama_tokens(static: Json, name: str, default: int, loc: list[str]) -> int:
+    value = static.get(name, default)
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)  # pydantic's lax mode takes a float without a fraction
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _llama_invalid([*loc, name], "Input should be a valid integer", "int_type")
+    return value
+
+
+def _llama_chunking(value: object, loc: list[str]) -> Json:
+    """Llama Stack's `VectorStoreChunkingStrategy`: a union tagged by `type`; `static`
+    checks `max_chunk_size_tokens` 100-4096 only, both fields default 800/400."""
+    if value is None:
+        return {"type": "auto"}
+    if not isinstance(value, dict):
+        raise _llama_invalid(loc, "Input should be a valid dictionary", "model_attributes_type")
+    kind = value.get("type")
+    if kind == "auto":
+        return {"type": "auto"}
+    if kind != "static":
+        raise _llama_invalid(
+            loc,
+            "Input tag does not match any of the expected tags: 'auto', 'static'",
+            "union_tag_invalid",
+        )
+    static = value.get("static")
+    static_loc = [*loc, "static", "static"]
+    if not isinstance(static, dict):
+        raise _llama_invalid(static_loc, "Field required", "missing")
+    size = _llama_tokens(static, "max_chunk_size_tokens", 800, static_loc)
+    overlap = _llama_tokens(static, "chunk_overlap_tokens", 400, static_loc)
+    if not 100 <= size <= 4096:
+        raise _llama_invalid(
+            [*static_loc, "max_chunk_size_tokens"],
+            "Input should be between 100 and 4096",
+            "less_than_equal" if size > 4096 else "greater_than_equal",
+        )
+    return {
+        "type": "static",
+        "static": {"max_chunk_size_tokens": size, "chunk_overlap_tokens": overlap},
+    }
+
+
+def _llama_attributes(value: object, loc: list[str]) -> Json:
+    """Any object (Llama Stack checks nothing more on input; it sanitizes on output)."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise _llama_invalid(loc, "Input should be a valid dictionary", "dict_type")
+    return dict(value)
+
+
+def _llama_batch_entries(body: Json) -> list[_Entry]:
+    """Llama Stack's batch request: `file_ids` required, `files` an ignored extra field."""
     ids = body.get("file_ids")
-    files = body.get("files")
-    if ids is None and isinstance(files, list):
-        ids = [f.get("file_id") if isinstance(f, dict) else None for f in files]
-    if not isinstance(ids, list) or not ids or not all(isinstance(i, str) for i in ids):
+    if ids is None:
+        raise _llama_invalid(["body", "file_ids"], "Field required", "missing")
+    if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+        raise _llama_invalid(["body", "file_ids"], "Input should be a valid list", "list_type")
+    if not ids:
         raise _bad_request("Missing required parameter: 'file_ids'.", "file_ids")
-    return ids
+    attributes = _llama_attributes(body.get("attributes"), ["body", "attributes"])
+    chunking = _llama_chunking(body.get("chunking_strategy"), ["body", "chunking_strategy"])
+    return [(file_id, attributes, chunking) for file_id in ids]
+
+
+def _llama_shown_attributes(attributes: Json) -> Json:
+    """What Llama Stack's vector-store file object makes of stored attributes."""
+    shown: Json = {}
+    for key, value in attributes.items():
+        if len(shown) >= 16:
+            break
+        if len(key) > 64:
+            continue
+        if isinstance(value, bool):
+            shown[key] = value
+        elif isinstance(value, int | float):
+            shown[key] = float(value)
+        elif isinstance(value, str):
+            shown[key] = value[:512]
+        elif isinstance(value, list):
+            shown[key] = ", ".join(str(item) for item in value)[:512]
+    return shown
+
+
+def _attach_entry(body: Json, dialect: Dialect) -> _Entry:
+    """The file and options of a single attach (`POST /vector_stores/{vs}/files`)."""
+    file_id = body.get("file_id")
+    if not isinstance(file_id, str):
+        raise _bad_request("Missing required parameter: 'file_id'.", "file_id")
+    if dialect == "llama_stack":
+        return (
+            file_id,
+            _llama_attributes(body.get("attributes"), ["body", "attributes"]),
+            _llama_chunking(body.get("chunking_strategy"), ["body", "chunking_strategy"]),
+        )
+    return (
+        file_id,
+        _openai_attributes(body.get("attributes"), "attributes"),
+        _openai_chunking(body.get("chunking_strategy"), "chunking_strategy"),
+    )
+
+
+def _vs_file_view(file: Json, dialect: Dialect) -> Json:
+    """A vector-store file as the dialect shows it."""
+    if dialect == "llama_stack":
+        return {
+            **file,
+            "last_error": None,
+            "attributes": _llama_shown_attributes(file["attributes"]),
+        }
+    return file
 
 
 def _status_filter(request: Request) -> str | None:
@@ -927,9 +1246,7 @@ class _Api:
 
     def _vs_files_out(self, files: list[Json]) -> list[Json]:
         """Vector-store files as the dialect shows them."""
-        if self.fake.dialect == "llama_stack":
-            return [{**f, "last_error": None} for f in files]
-        return files
+        return [_vs_file_view(f, self.fake.dialect) for f in files]
 
     # -- files
 
@@ -1006,11 +1323,10 @@ class _Api:
     # -- vector store files
 
     async def attach_file(self, request: Request) -> Response:
-        file_id = (await _json_body(request)).get("file_id")
-        if not isinstance(file_id, str):
-            raise _bad_request("Missing required parameter: 'file_id'.", "file_id")
+        entry = _attach_entry(await _json_body(request), self.fake.dialect)
         vs_id = request.path_params["vs_id"]
-        return JSONResponse(self.state.attach_file(_key(request), vs_id, file_id))
+        vs_file = self.state.attach_file(_key(request), vs_id, entry)
+        return JSONResponse(self._vs_files_out([vs_file])[0])
 
     async def get_vs_file(self, request: Request) -> Response:
         vs_file = self.state.get_vs_file(
@@ -1039,9 +1355,13 @@ class _Api:
     # -- batches
 
     async def create_batch(self, request: Request) -> Response:
-        file_ids = _batch_file_ids(await _json_body(request))
+        body = await _json_body(request)
+        if self.fake.dialect == "llama_stack":
+            entries = _llama_batch_entries(body)
+        else:
+            entries = _openai_batch_entries(body)
         vs_id = request.path_params["vs_id"]
-        return JSONResponse(self.state.create_batch(_key(request), vs_id, file_ids))
+        return JSONResponse(self.state.create_batch(_key(request), vs_id, entries))
 
     async def get_batch(self, request: Request) -> Response:
         batch = self.state.get_batch(
@@ -1360,6 +1680,12 @@ class FakeOpenAI:
     def vector_store_files(self, vs_id: str) -> list[str]:
         """Ids of the files attached to a vector store ([] if it does not exist)."""
         return self._state.store_file_ids(vs_id)
+
+    def vector_store_file(self, vs_id: str, file_id: str) -> Json:
+        """A vector-store file object as the current dialect shows it (its `attributes`,
+        `chunking_strategy`, `status`), read without counting as a poll. KeyError if the
+        file is not attached to that store."""
+        return _vs_file_view(self._state.vs_file_json(vs_id, file_id), self.dialect)
 
     def create_vector_store(self, key: str, name: str = "test") -> str:
         """Create a vector store owned by `key` directly in state; returns its id."""
