@@ -31,11 +31,13 @@ from vectorgate.upload_tokens.service import TokenQuota
 from vectorgate.uploads.convert import UpstreamForm, needs_conversion, to_upstream_form
 from vectorgate.uploads.filetypes import cheap_to_check, check_content
 from vectorgate.uploads.slots import UploadSlots
-from vectorgate.uploads.staging import Reserve, StagedFile
+from vectorgate.uploads.staging import FileOptions, Reserve, StagedFile
 from vectorgate.upstream import journal as upstream_journal
 from vectorgate.upstream.batch import create_batch
 from vectorgate.upstream.compensate import UploadedFiles
 from vectorgate.upstream.upload import upload_files
+from vectorgate.vector_stores.duplicates import OnDuplicate, Skipper
+from vectorgate.vector_stores.models import VectorStoreFile
 
 # Yields each file of the body as soon as it has fully arrived and passed its checks,
 # reserving temp space before writing any of it.
@@ -44,12 +46,20 @@ Receive = Callable[[Path, Reserve], AsyncIterator[StagedFile]]
 
 @dataclass(frozen=True, slots=True)
 class Ingested:
-    staged: list[StagedFile]
+    staged: list[StagedFile]  # the files uploaded, in request order
     files: list[FileObject]  # upstream, in the order of `staged`
     # The names the files were sent upstream with: the client's, or a converted file's
     # (`table.csv.txt`), whatever the upstream then made of them.
     sent_names: list[str]
-    batch: VectorStoreFileBatch
+    # What went with each file of `staged` into the batch (SPEC 11.1).
+    options: list[FileOptions]
+    batch: VectorStoreFileBatch | None  # None when every file was a skipped duplicate
+    # Every file received, in request order: `staged` and the skipped duplicates.
+    received: list[StagedFile]
+    # Position in `received` -> the record a skipped file duplicates, or the position of
+    # the earlier file of this request it repeats (SPEC 11.2's `skip`).
+    duplicates: dict[int, VectorStoreFile | int]
+    replace: bool  # on_duplicate=replace: the records replace older ones once completed
     # Rows the route keeps; saved in the request's last transaction, with the slots given
     # back and the journal settled (one SQLite write instead of three).
     to_save: list[object] = field(default_factory=list)
@@ -100,6 +110,8 @@ async def ingest(
     vector_store_id: str,
     receive: Receive,
     quota: TokenQuota | None = None,
+    options: FileOptions | None = None,
+    on_duplicate: OnDuplicate = "allow",
 ) -> AsyncIterator[Ingested]:
     """Receive, validate and upload a request's files as one batch; undo it all on failure.
 
@@ -111,12 +123,21 @@ async def ingest(
     token holds each file against the token's `max_files` (`quota`) before it takes its
     slot, so a request over it is a 403 TOKEN_EXHAUSTED and leaves nothing upstream; a
     failed request gives its files back to the token.
+
+    `options` holds the request's `attributes` / `chunking_strategy` (SPEC 11.1), which
+    `receive` may still fill in after the first files: they are read when the batch is
+    created, each file's own replacing them key by key. With `on_duplicate="skip"` a
+    file that duplicates a record (or an earlier file of the request) is not uploaded
+    (see vector_stores/duplicates.py).
     """
     settings = resources.settings
     ensure_free_space(settings.resolved_temp_dir, settings.min_free_disk_bytes)  # else 507
     convert_to_text = frozenset(settings.convert_to_text)
     staged: list[StagedFile] = []
+    received: list[StagedFile] = []
+    duplicates: dict[int, VectorStoreFile | int] = {}
     sent_names: list[str] = []
+    request_options: FileOptions = options if options is not None else {}
     async with (
         resources.staging.request_dir() as workdir,
         UploadSlots(
@@ -143,15 +164,27 @@ async def ingest(
             )
 
         uploaded = UploadedFiles(client, vector_store_id, on_add=journal)
+        skipper = (
+            Skipper(resources.sessionmaker, organization_id, vector_store_id)
+            if on_duplicate == "skip"
+            else None
+        )
 
         async def forms() -> AsyncIterator[UpstreamForm]:
             try:
                 with phase(request, "intake"):
                     async for file in receive(workdir, slots.cover):
-                        staged.append(file)
+                        received.append(file)
                         if quota is not None:  # a no-op where the route held them all
-                            await quota.cover(len(staged))
+                            await quota.cover(len(received))
                         await slots.take(1)
+                        if skipper is not None:
+                            position = len(received) - 1
+                            duplicate = await skipper.check(file, position, slots.latest_id)
+                            if duplicate is not None:
+                                duplicates[position] = duplicate
+                                continue
+                        staged.append(file)
                         args = (file.path, file.filename, file.kind, workdir, convert_to_text)
                         if not needs_conversion(file.kind, convert_to_text):
                             form = to_upstream_form(*args)  # the file itself: no work
@@ -175,6 +208,8 @@ async def ingest(
                 for write in then:
                     await write(session)
                 await upstream_journal.settle(session, settled)
+                if skipper is not None:
+                    await skipper.release(session)
                 await slots.give_back(session)
 
         try:
@@ -187,15 +222,30 @@ async def ingest(
                     max_retries=settings.upstream_max_retries,
                     backoff_s=settings.retry_backoff_s,
                 )
-                batch = await create_batch(client, vector_store_id, [f.id for f in files])
-            ingested = Ingested(staged, files, sent_names, batch)
+                sent_options = [{**request_options, **file.options} for file in staged]
+                batch = (
+                    await create_batch(client, vector_store_id, files, sent_options)
+                    if files
+                    else None
+                )
+            ingested = Ingested(
+                staged,
+                files,
+                sent_names,
+                sent_options,
+                batch,
+                received,
+                duplicates,
+                replace=on_duplicate == "replace",
+            )
             yield ingested
             await finish(ingested.to_save, uploaded.file_ids, ingested.then)
         except BaseException:
             # Only files known to be gone are settled; a failed delete keeps its journal
             # row, and the sweeper retries it once this request's slots are given back.
             deleted = await uploaded.discard()
-            if uploaded.file_ids:  # else nothing to settle; UploadSlots gives back any slots
+            if uploaded.file_ids or (skipper is not None and skipper.claimed):
+                # Else nothing to settle; UploadSlots gives back any slots.
                 await asyncio.shield(finish([], deleted, []))
             if quota is not None:
                 await quota.give_back_shielded()

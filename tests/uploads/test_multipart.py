@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 
@@ -148,10 +149,39 @@ async def test_content_is_checked_when_the_part_ends(tmp_path: Path) -> None:
 
 
 async def test_a_few_small_form_fields_beside_the_files_are_accepted(tmp_path: Path) -> None:
-    fields = [Part(None, b'{"author": "' + b"a" * 500 + b'"}', field="attributes")] * 16
+    fields = [Part(None, b'{"author": "' + b"a" * 500 + b'"}', field="note")] * 16
     body = multipart_body([*fields, PARTS[0], Part(None, b'{"type": "auto"}', field="chunking")])
     staged = await receive(body, tmp_path)
     assert [s.filename for s in staged] == ["a.pdf"]
+
+
+async def test_options_parts_are_read_wherever_they_are(tmp_path: Path) -> None:
+    attributes = Part(None, b'{"team": "legal"}', field="attributes")
+    chunking = Part(None, b'{"type": "auto"}', field="chunking_strategy")
+    options: dict[str, object] = {}
+    body = multipart_body([attributes, PARTS[0], chunking])
+    staged = [
+        s
+        async for s in receive_multipart(
+            chunked(body, [7] * (len(body) // 7 + 1)),
+            content_type(),
+            tmp_path,
+            max_files=10,
+            max_body_bytes=MiB,
+            options=options,
+        )
+    ]
+    assert options == {"attributes": {"team": "legal"}, "chunking_strategy": {"type": "auto"}}
+    assert staged[0].sha256 == hashlib.sha256(PARTS[0].content).hexdigest()
+
+
+async def test_an_option_given_twice_is_refused(tmp_path: Path) -> None:
+    attributes = Part(None, b'{"team": "legal"}', field="attributes")
+    body = multipart_body([attributes, PARTS[0], attributes])
+    with pytest.raises(AppError) as caught:
+        await receive(body, tmp_path)
+    assert (caught.value.status, caught.value.code) == (400, "INVALID_REQUEST")
+    assert "more than once" in caught.value.message
 
 
 async def test_too_many_form_fields_are_refused_at_the_first_extra_one(tmp_path: Path) -> None:

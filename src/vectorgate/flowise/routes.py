@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request
+from fastapi.responses import JSONResponse
 from openai.types import FileObject
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from vectorgate.credentials.service import get_credential, reveal_key
-from vectorgate.db import write_transaction
+from vectorgate.db import utcnow, write_transaction
 from vectorgate.deps import FlowiseUploadCaller, PathId, ResourcesDep
 from vectorgate.errors import AppError, FlowiseErrorBody, documented_errors, not_found
 from vectorgate.flowise.schemas import OpenAIFile
@@ -23,11 +25,21 @@ from vectorgate.schemas import ID_PATTERN
 from vectorgate.upload_tokens.service import TokenQuota
 from vectorgate.uploads.idempotency import HashingStream, idempotent
 from vectorgate.uploads.multipart import FILES_FIELD, receive_multipart
-from vectorgate.uploads.staging import Reserve, StagedFile
+from vectorgate.uploads.options import OPTIONS_SCHEMA
+from vectorgate.uploads.staging import FileOptions, Reserve, StagedFile
 from vectorgate.upstream.batch import raise_for_failures, wait_for_batch
 from vectorgate.upstream.client import client_for, interactive
 from vectorgate.upstream.errors import upstream_errors
-from vectorgate.vector_stores.service import ensure_registered, save_finished_request
+from vectorgate.vector_stores.models import VectorStore, VectorStoreFile
+from vectorgate.vector_stores.schemas import UploadResponse
+from vectorgate.vector_stores.service import (
+    OnDuplicateQuery,
+    add_file_records,
+    ensure_registered,
+    in_request_order,
+    save_finished_request,
+    upload_response,
+)
 
 
 def flowise_file(file: FileObject, filename: str) -> dict[str, object]:
@@ -45,6 +57,28 @@ def flowise_file(file: FileObject, filename: str) -> dict[str, object]:
     body.setdefault("status", "processed")
     body.setdefault("status_details", None)
     return body
+
+
+def recorded_file(record: VectorStoreFile) -> dict[str, object]:
+    """A skipped duplicate's answer (SPEC 11.2): the file object of the upload it
+    duplicates, as its record knows it (no call upstream)."""
+    return {
+        "id": record.file_id,
+        "object": "file",
+        "bytes": record.size,
+        "created_at": int(record.created_at.timestamp()),
+        "filename": record.filename,
+        "purpose": "assistants",
+        "status": "processed",
+        "status_details": None,
+    }
+
+
+def wants_async(prefer: str | None) -> bool:
+    """RFC 7240: `Prefer: respond-async`, among other preferences or not."""
+    if prefer is None:
+        return False
+    return any(part.split(";")[0].strip().lower() == "respond-async" for part in prefer.split(","))
 
 
 router = APIRouter(
@@ -68,7 +102,8 @@ _MULTIPART_BODY: dict[str, Any] = {
                             "type": "array",
                             "minItems": 1,
                             "items": {"type": "string", "format": "binary"},
-                        }
+                        },
+                        **OPTIONS_SCHEMA,
                     },
                 }
             }
@@ -80,7 +115,13 @@ _MULTIPART_BODY: dict[str, Any] = {
 @router.post(
     "/api/v1/openai-assistants-vector-store/{id}",
     openapi_extra=_MULTIPART_BODY,
-    responses={200: {"model": list[OpenAIFile], "description": "The uploaded files, in order"}},
+    responses={
+        200: {"model": list[OpenAIFile], "description": "The uploaded files, in order"},
+        202: {
+            "model": UploadResponse,
+            "description": "With `Prefer: respond-async`: the batch exists, processing goes on",
+        },
+    },
 )
 async def upload_to_vector_store(
     request: Request,
@@ -88,7 +129,9 @@ async def upload_to_vector_store(
     resources: ResourcesDep,
     id: PathId,
     credential: Annotated[str, Query(pattern=ID_PATTERN)],
+    on_duplicate: OnDuplicateQuery = "allow",
     idempotency_key: Annotated[str | None, Header()] = None,
+    prefer: Annotated[str | None, Header()] = None,
 ) -> Any:
     """Upload files to an OpenAI vector store and wait until they are processed."""
     settings = resources.settings
@@ -118,6 +161,8 @@ async def upload_to_vector_store(
     )
     token_id = token.id if token is not None else None
     body = HashingStream(request.stream(), enabled=idempotency_key is not None)
+    options: FileOptions = {}
+    respond_async = wants_async(prefer)
 
     def receive(workdir: Path, reserve: Reserve) -> AsyncIterator[StagedFile]:
         return receive_multipart(
@@ -128,7 +173,31 @@ async def upload_to_vector_store(
             max_body_bytes=settings.max_request_bytes,
             reserve=reserve,
             check=content_checker(resources, caller.organization_id),
+            options=options,
         )
+
+    async def handle_async() -> dict[str, Any]:
+        """Answer as soon as the batch exists (202); the poller finishes (SPEC 11.3)."""
+        async with ingest(
+            request,
+            resources,
+            client,
+            organization_id=caller.organization_id,
+            credential_id=stored.id,
+            vector_store_id=vector_store_id,
+            receive=receive,
+            quota=quota,
+            options=options,
+            on_duplicate=on_duplicate,
+        ) as ingested:
+            store = VectorStore(
+                organization_id=caller.organization_id,
+                id=vector_store_id,
+                credential_id=stored.id,
+            )
+            deadline = utcnow() + timedelta(seconds=settings.batch_timeout_s)
+            records = add_file_records(store, ingested, deadline=deadline, upload_token_id=token_id)
+        return upload_response(ingested, records).model_dump(mode="json")
 
     async def handle() -> list[dict[str, object]]:
         started: Ingested | None = None
@@ -142,25 +211,36 @@ async def upload_to_vector_store(
                 vector_store_id=vector_store_id,
                 receive=receive,
                 quota=quota,
+                options=options,
+                on_duplicate=on_duplicate,
             ) as ingested:
                 started = ingested
-                with phase(request, "batch"):
-                    batch = await wait_for_batch(
-                        client, ingested.batch, timeout_s=settings.batch_timeout_s
-                    )
-                names = {
-                    f.id: s.filename for f, s in zip(ingested.files, ingested.staged, strict=True)
-                }
-                await raise_for_failures(client, batch, names)
+                if ingested.batch is not None:
+                    with phase(request, "batch"):
+                        batch = await wait_for_batch(
+                            client, ingested.batch, timeout_s=settings.batch_timeout_s
+                        )
+                    names = {
+                        f.id: s.filename
+                        for f, s in zip(ingested.files, ingested.staged, strict=True)
+                    }
+                    await raise_for_failures(client, batch, names)
                 ingested.then.append(partial(save_records, ingested, error_message=None))
         except AppError as error:
-            if started is not None:  # a batch existed: its files are failed, and said so
+            if started is not None and started.batch is not None:
+                # A batch existed: its files are failed, and said so.
                 await asyncio.shield(failed_records(started, error.message))
             raise
-        return [
-            flowise_file(file, name)
-            for file, name in zip(started.files, started.sent_names, strict=True)
+        assert started is not None
+        return flowise_answer(started)
+
+    def flowise_answer(ingested: Ingested) -> list[dict[str, object]]:
+        """The file objects in request order, skipped duplicates as their records know them."""
+        uploaded = [
+            flowise_file(f, name)
+            for f, name in zip(ingested.files, ingested.sent_names, strict=True)
         ]
+        return [file for file, _ in in_request_order(ingested, uploaded, recorded_file)]
 
     async def save_records(
         ingested: Ingested, session: AsyncSession, *, error_message: str | None
@@ -179,13 +259,26 @@ async def upload_to_vector_store(
         async with write_transaction(resources.sessionmaker) as session:
             await save_records(ingested, session, error_message=message)
 
-    route = f"POST {request.url.path}?credential={credential}"
-    return await idempotent(
+    route = f"POST {request.url.path}?credential={credential}&on_duplicate={on_duplicate}"
+    if not respond_async:
+        return await idempotent(
+            resources.sessionmaker,
+            caller.organization_id,
+            idempotency_key,
+            route,
+            body,
+            handle,
+            lease_s=settings.idempotency_lease_s,
+        )
+    result = await idempotent(
         resources.sessionmaker,
         caller.organization_id,
         idempotency_key,
-        route,
+        f"{route} (respond-async)",
         body,
-        handle,
+        handle_async,
         lease_s=settings.idempotency_lease_s,
+        status=202,
     )
+    # A replay is a ready response with the first answer's status.
+    return result if isinstance(result, JSONResponse) else JSONResponse(result, status_code=202)

@@ -83,6 +83,7 @@ from __future__ import annotations
 
 import asyncio
 import codecs
+import hashlib
 import json
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator
@@ -102,7 +103,8 @@ from vectorgate.uploads.filetypes import (
     check_size,
     kind_for,
 )
-from vectorgate.uploads.staging import Reserve, StagedFile
+from vectorgate.uploads.options import OPTION_NAMES, validate_option
+from vectorgate.uploads.staging import FileOptions, Reserve, StagedFile
 
 FILES_KEY = "files"
 _FIELDS = ("filename", "content", "mime_type")
@@ -224,6 +226,8 @@ class _Base64Sink:
         self.carry = b""  # < 4 characters waiting to complete a quantum
         self.padded = False
         self.file: BinaryIO | None = path.open("wb", buffering=_WRITE_BUFFER)
+        # The content's SHA-256, computed as it is decoded (SPEC 11.2): no second read.
+        self.sha256 = hashlib.sha256()
 
     def feed(self, text: bytes) -> None:
         """Take the next unescaped run. Raises _InvalidBase64 as soon as the run holds a
@@ -324,6 +328,7 @@ class _Base64Sink:
             )
         assert self.file is not None
         self.file.write(data)
+        self.sha256.update(data)
 
 
 def _why_not_base64(block: bytes) -> str:
@@ -349,6 +354,7 @@ class _Entry:
     kind: FileKind | None = None
     sink: _Base64Sink | None = None
     base64_error: str | None = None
+    options: FileOptions = field(default_factory=dict)  # the entry's own, validated
 
     @property
     def where(self) -> str:
@@ -375,6 +381,7 @@ class _Parser:
         self.paused = False  # stopped mid-chunk to let the event loop run (see proceed())
         self.staged: list[StagedFile] = []
         self.completed: list[StagedFile] = []  # staged since the last feed()
+        self.options: FileOptions = {}  # top-level attributes / chunking_strategy
         self._steps = self._document()
 
     # --- driving ------------------------------------------------------------------
@@ -475,6 +482,8 @@ class _Parser:
                 seen_files = True
                 yield from self._files()
                 self.where = "the body"
+            elif key in OPTION_NAMES:
+                yield from self._option(key, key, self.options)
             else:
                 yield from self._ignored_token()
                 yield from self._skip_value()
@@ -520,6 +529,10 @@ class _Parser:
         while (yield from self._next_member(_RBRACE, first)):
             first = False
             key = yield from self._key()
+            if key in OPTION_NAMES:
+                yield from self._option(key, f"{entry.where}.{key}", entry.options)
+                self.where = entry.where
+                continue
             if key not in _FIELDS:
                 yield from self._ignored_token()
                 yield from self._skip_value()
@@ -569,7 +582,14 @@ class _Parser:
         check_size(entry.kind, entry.sink.size, entry.filename)
         path = self.workdir / f"{entry.index:03d}{Path(entry.filename).suffix.lower()}"
         entry.sink.path.rename(path)
-        staged = StagedFile(path, entry.filename, entry.kind, entry.sink.size)
+        staged = StagedFile(
+            path,
+            entry.filename,
+            entry.kind,
+            entry.sink.size,
+            sha256=entry.sink.sha256.hexdigest(),
+            options=entry.options,
+        )
         self.staged.append(staged)
         self.completed.append(staged)
 
@@ -746,8 +766,18 @@ class _Parser:
         self.pos += 2
         return char
 
-    def _skip_value(self) -> _Steps[None]:
-        """Check and discard one value of any type (at its first byte, after whitespace).
+    def _option(self, key: str, where: str, into: FileOptions) -> _Steps[None]:
+        """Read and validate `attributes` or `chunking_strategy` (SPEC 11.1) into `into`."""
+        if key in into:
+            raise bad_request(f"{where} is given more than once", field=where)
+        self.where = where
+        yield from self._ignored_token()  # within the same budget as unknown keys
+        value = yield from self._skip_value(keep=True)
+        into[key] = validate_option(key, value, where)
+
+    def _skip_value(self, *, keep: bool = False) -> _Steps[object]:
+        """Check and discard one value of any type (at its first byte, after whitespace);
+        with `keep`, return it (its strings each at most MAX_STRING_BYTES).
 
         Only brackets and strings are followed here, to find where the value ends; the
         value's text with its strings emptied is kept meanwhile and `json.loads` checks
@@ -774,6 +804,11 @@ class _Parser:
             byte = buf[end]
             if byte != _COMMA:  # a string or a bracket
                 yield from self._ignored_token()
+            if byte == _QUOTE and keep:
+                self.pos += 1
+                value = yield from self._string(self.where)
+                text += json.dumps(value).encode()  # valid JSON again, ASCII only
+                continue
             if byte == _QUOTE:
                 if not self._skip_short_string():
                     self.pos += 1
@@ -794,16 +829,20 @@ class _Parser:
                 break
         self.ignored += len(text)
         try:
+            if keep:
+                return _KEPT_VALUE.decode(text.decode("utf-8"))
             # Numbers are not converted (int() refuses over 4,300 digits); NaN and
             # Infinity, which json accepts, are not JSON.
             _IGNORED_VALUE.decode(text.decode("utf-8"))
         except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError
             problem = exc.msg if isinstance(exc, json.JSONDecodeError) else "not valid JSON"
             raise bad_request(
-                f"Invalid JSON body: {problem} in the value of an unknown key starting at "
-                f"byte {start} (in {self.where})",
+                f"Invalid JSON body: {problem} in the value of "
+                f"{self.where if keep else 'an unknown key'} starting at byte {start} "
+                f"(in {self.where})",
                 offset=start,
             ) from None
+        return None
 
 
 def _base64_run(buf: bytes, pos: int, end: int, *, try_uniform: bool) -> tuple[bytes, int]:
@@ -937,6 +976,8 @@ def _not_json(constant: str) -> None:
 
 # Checks a skipped value (made once: building a decoder per value cost more than using it).
 _IGNORED_VALUE = json.JSONDecoder(parse_int=len, parse_float=len, parse_constant=_not_json)
+# Reads an option's value (SPEC 11.1): numbers as numbers, still no NaN or Infinity.
+_KEPT_VALUE = json.JSONDecoder(parse_constant=_not_json)
 
 
 def _show_byte(byte: int) -> str:
@@ -951,8 +992,12 @@ async def receive_base64_json(
     max_body_bytes: int,
     reserve: Reserve | None = None,
     check: Callable[[StagedFile], Awaitable[None]] | None = None,
+    options: FileOptions | None = None,
 ) -> list[StagedFile]:
     """Read a base64 JSON upload body into validated files in `workdir`, in request order.
+
+    Each file carries its own `attributes` / `chunking_strategy` (validated); the body's
+    top-level ones are put into `options` when given.
 
     `check` runs a file's content check; the route passes the bounded executor's (see
     `ingest.content_checker`). Without one the check runs in a plain thread.
@@ -984,6 +1029,8 @@ async def receive_base64_json(
             pass  # the body ended: nothing completes here, the document must be whole
     finally:
         parser.close()
+    if options is not None:
+        options.update(parser.options)
     return parser.staged
 
 

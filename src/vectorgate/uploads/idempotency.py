@@ -219,8 +219,10 @@ async def idempotent(
     handle: Callable[[], Awaitable[Any]],
     *,
     lease_s: float,
+    status: int = 200,
 ) -> Any:
-    """Run `handle` (which reads `body`) at most once per key; repeats get its response."""
+    """Run `handle` (which reads `body`) at most once per key; repeats get its response
+    (`status` is the one `handle`'s success answers with)."""
     if key is None:
         return await handle()
     existing = await claim(sessionmaker, org_id, key, route, lease_s=lease_s)
@@ -234,7 +236,7 @@ async def idempotent(
         await asyncio.shield(release(sessionmaker, org_id, key))
         raise
     renewal.cancel()
-    await complete(sessionmaker, org_id, key, body.hexdigest(), 200, result)
+    await complete(sessionmaker, org_id, key, body.hexdigest(), status, result)
     return result
 
 

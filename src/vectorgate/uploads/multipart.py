@@ -14,6 +14,7 @@ does the awaiting (content checks in a thread) between chunks.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import BinaryIO
@@ -24,7 +25,8 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 from vectorgate.errors import AppError, ErrorCode, bad_request, body_too_large
 from vectorgate.uploads.filenames import clean_filename, parse_content_disposition
 from vectorgate.uploads.filetypes import FileKind, check_content, check_size, kind_for
-from vectorgate.uploads.staging import Reserve, StagedFile
+from vectorgate.uploads.options import OPTION_NAMES, parse_option_text
+from vectorgate.uploads.staging import FileOptions, Reserve, StagedFile
 
 FILES_FIELD = "files"
 # Writes go to the page cache in large pieces: fewer syscalls, no per-chunk thread hop.
@@ -61,11 +63,17 @@ class _Part:
         self.filename = ""
         self.kind: FileKind | None = None
         self.size = 0
+        self.sha256 = hashlib.sha256()  # of a file part's content, as it arrives
+        self.option: str | None = None  # `attributes` or `chunking_strategy` (SPEC 11.1)
+        self.option_text = bytearray()
 
 
 class _MultipartIntake:
-    def __init__(self, boundary: bytes, workdir: Path, max_files: int) -> None:
+    def __init__(
+        self, boundary: bytes, workdir: Path, max_files: int, options: FileOptions
+    ) -> None:
         self.workdir = workdir
+        self.options = options
         self.max_files = max_files
         self.files_seen = 0
         self.other_parts = 0
@@ -139,6 +147,10 @@ class _MultipartIntake:
                     max_other_parts=MAX_OTHER_PARTS,
                 )
             self._count_other_bytes(part.header_bytes)
+            if name in OPTION_NAMES:
+                if name in self.options:
+                    raise bad_request(f"'{name}' is given more than once", field=name)
+                part.option = name
             return
         self.files_seen += 1
         if self.files_seen > self.max_files:
@@ -163,10 +175,14 @@ class _MultipartIntake:
         part = self.part
         if part.file is None or part.kind is None:
             self._count_other_bytes(end - start)  # a non-file field: not kept
+            if part.option is not None:  # ...but for the options, within that budget
+                part.option_text += data[start:end]
             return
         part.size += end - start
         check_size(part.kind, part.size, part.filename)
-        part.file.write(memoryview(data)[start:end])
+        chunk = memoryview(data)[start:end]
+        part.file.write(chunk)
+        part.sha256.update(chunk)
 
     def _count_other_bytes(self, n: int) -> None:
         self.other_bytes += n
@@ -181,11 +197,22 @@ class _MultipartIntake:
 
     def _on_part_end(self) -> None:
         part = self.part
+        if part.option is not None:
+            # Validated when it ends, wherever it is: files before it are uploading by
+            # now, and a refusal here deletes them again (see ingest).
+            self.options[part.option] = parse_option_text(
+                part.option, bytes(part.option_text), part.option
+            )
+            return
         if part.file is None or part.path is None or part.kind is None:
             return
         part.file.close()
         part.file = None
-        self.completed.append(StagedFile(part.path, part.filename, part.kind, part.size))
+        self.completed.append(
+            StagedFile(
+                part.path, part.filename, part.kind, part.size, sha256=part.sha256.hexdigest()
+            )
+        )
 
     def _on_end(self) -> None:
         self.ended = True
@@ -200,15 +227,21 @@ async def receive_multipart(
     max_body_bytes: int,
     reserve: Reserve | None = None,
     check: Callable[[StagedFile], Awaitable[None]] | None = None,
+    options: FileOptions | None = None,
 ) -> AsyncIterator[StagedFile]:
     """Yield each `files` part, validated and on disk, as soon as it has fully arrived.
+
+    The `attributes` and `chunking_strategy` parts (SPEC 11.1), anywhere in the body, are
+    validated and put into `options` as they end; they apply to every file.
 
     `reserve` is awaited with the body's size so far before each chunk is parsed (and
     any of it written). `check` runs a file's content check; the routes pass the bounded
     executor's (see `ingest.content_checker`). Without one the check runs in a plain
     thread.
     """
-    intake = _MultipartIntake(multipart_boundary(content_type), workdir, max_files)
+    intake = _MultipartIntake(
+        multipart_boundary(content_type), workdir, max_files, {} if options is None else options
+    )
     received = 0
     try:
         async for chunk in chunks:

@@ -221,3 +221,26 @@ def parse_option_text(name: str, text: bytes, where: str) -> object:
     except (ValueError, RecursionError) as exc:
         _refuse(where, f"the value is not valid JSON ({exc}).")
     return validate(value, where)
+
+
+def validate_option(name: str, value: object, where: str) -> object:
+    """Validate `value` as option `name` (one of OPTION_NAMES)."""
+    if name == ATTRIBUTES:
+        return validate_attributes(value, where)
+    return validate_chunking_strategy(value, where)
+
+
+# The two options in an OpenAPI request body (multipart part or JSON key).
+OPTIONS_SCHEMA: dict[str, Any] = {
+    ATTRIBUTES: {
+        "type": "object",
+        "description": "Up to 16 keys of 1-64 characters; strings (<= 512), numbers, booleans",
+        "maxProperties": MAX_ATTRIBUTE_KEYS,
+        "additionalProperties": {"type": ["string", "number", "boolean"]},
+    },
+    CHUNKING_STRATEGY: {
+        "type": "object",
+        "description": '{"type": "auto"} or {"type": "static", "static": '
+        '{"max_chunk_size_tokens": 100-4096, "chunk_overlap_tokens": <= half}}',
+    },
+}

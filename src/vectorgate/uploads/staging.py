@@ -17,8 +17,9 @@ import os
 import shutil
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from vectorgate.uploads.filetypes import FileKind
 
@@ -30,6 +31,10 @@ _LOCK_NAME = ".owner.lock"
 # once that much temp space is reserved for the request, or raises (429) when it cannot be.
 Reserve = Callable[[int], Awaitable[None]]
 
+# A file's `attributes` and `chunking_strategy` (SPEC 11.1), validated; a key is present
+# only when the client gave it (None: given as null, i.e. none).
+FileOptions = dict[str, Any]
+
 
 @dataclass(frozen=True, slots=True)
 class StagedFile:
@@ -39,6 +44,8 @@ class StagedFile:
     filename: str
     kind: FileKind
     size: int
+    sha256: str = ""  # of the content as received, hex (computed while it streamed in)
+    options: FileOptions = field(default_factory=dict)  # the file's own (base64 route)
 
 
 class StagingArea:

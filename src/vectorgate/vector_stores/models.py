@@ -1,8 +1,18 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import BigInteger, Boolean, ForeignKey, ForeignKeyConstraint, Index, String, Text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    ForeignKey,
+    ForeignKeyConstraint,
+    Index,
+    String,
+    Text,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from vectorgate.db import Base, UTCDateTime, utcnow
@@ -36,6 +46,8 @@ class VectorStoreFile(Base):
         ),
         Index(None, "organization_id", "vector_store_id", "created_at"),
         Index(None, "processing_status", "batch_id"),
+        # Duplicates are looked up by content within a store (SPEC 11.2).
+        Index("ix_vector_store_files_sha256", "organization_id", "vector_store_id", "sha256"),
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
@@ -50,6 +62,14 @@ class VectorStoreFile(Base):
     error_message: Mapped[str | None] = mapped_column(Text)
     # The upload token that uploaded the file, if one did: a token may see only its own.
     upload_token_id: Mapped[str | None] = mapped_column(String(32), default=None)
+    # SHA-256 (hex) of the content as the client sent it, before any conversion.
+    sha256: Mapped[str | None] = mapped_column(String(64), default=None)
+    # What went to OpenAI with the file batch (SPEC 11.1), as sent.
+    attributes: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    chunking_strategy: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    # Uploaded with on_duplicate=replace: once completed, the store's older records of
+    # the same filename are removed (SPEC 11.2).
+    replaces_older: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
@@ -75,4 +95,27 @@ class FileBatch(Base):
     next_poll_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     lease_owner: Mapped[str | None] = mapped_column(String(64))
     lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class DuplicateClaim(Base):
+    """A file (store, filename, content) that one request is uploading with
+    `on_duplicate=skip`, so that a concurrent request with the same file waits for it
+    instead of uploading it again.
+
+    The claim lives as long as the upload slot it names: a request gives its slots back
+    in the transaction that saves its file records, so when the claim dies the records
+    are there (or the request failed and there are none). A worker that dies stops
+    renewing its slots and its claims die with them.
+    """
+
+    __tablename__ = "duplicate_claims"
+
+    organization_id: Mapped[str] = mapped_column(
+        ForeignKey("organizations.id", ondelete="CASCADE"), primary_key=True
+    )
+    vector_store_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    # SHA-256 of filename and content together: one bounded key for both.
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    slot_id: Mapped[str] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from vectorgate.vector_stores.duplicates import retire_older
 from vectorgate.vector_stores.models import FileBatch, VectorStoreFile
 from vectorgate.vector_stores.schemas import FileStatus
 from vectorgate.webhooks.events import (
@@ -66,16 +67,19 @@ async def save_changes(
         )
         if result.rowcount == 1:  # type: ignore[attr-defined]
             written.append(record)
-            await raise_file_event(session, record)
+            await file_ended(session, record)
     return written
 
 
-async def raise_file_event(session: AsyncSession, record: VectorStoreFile) -> None:
-    """`file.completed` or `file.failed` for a record that has just become final."""
+async def file_ended(session: AsyncSession, record: VectorStoreFile) -> None:
+    """What a record that has just become final brings about: its `file.completed` or
+    `file.failed`, and for a completed replacement, the older records' removal."""
     if record.processing_status not in FINAL_STATUSES:
         return
     kind = FILE_COMPLETED if record.processing_status == "completed" else FILE_FAILED
     await raise_event(session, record.organization_id, kind, file_event_data(record))
+    if record.processing_status == "completed" and record.replaces_older:
+        await retire_older(session, record)
 
 
 async def finish_batch(session: AsyncSession, batch: FileBatch, *, owner: str | None) -> bool:
@@ -131,4 +135,4 @@ def status_data(record: VectorStoreFile) -> dict[str, Any]:
 
 def file_event_data(record: VectorStoreFile) -> dict[str, Any]:
     """A file event's `data`: the status object, its store and its attributes."""
-    return {**status_data(record), "vector_store_id": record.vector_store_id, "attributes": None}
+    return {**status_data(record), "vector_store_id": record.vector_store_id}

@@ -33,6 +33,7 @@ from vectorgate.upstream import journal
 from vectorgate.upstream.batch import poll_interval
 from vectorgate.upstream.client import client_for
 from vectorgate.upstream.errors import is_not_found
+from vectorgate.vector_stores import duplicates
 from vectorgate.vector_stores.models import FileBatch, VectorStoreFile
 from vectorgate.vector_stores.outcomes import FINAL_STATUSES, finish_batch, save_changes, snapshot
 from vectorgate.vector_stores.service import (
@@ -96,7 +97,8 @@ class Poller:
 
     async def _purge_expired(self) -> None:
         """Every `expired_rows_purge_interval_s`, delete expired idempotency keys and upload
-        slots, one bounded batch each; a full batch means more are due at the next round."""
+        slots, one bounded batch each, and dead duplicate claims; a full batch means more
+        are due at the next round."""
         now = time.monotonic()
         if now < self._next_purge:
             return
@@ -107,11 +109,17 @@ class Poller:
                 self._sessionmaker, grace_s=self._settings.upload_slot_lease_s
             )
             old_events = await webhook_events.purge_old(self._sessionmaker)
+            claims = await duplicates.purge_dead_claims(self._sessionmaker)
         except Exception as exc:  # the next purge tries again; polling goes on meanwhile
             log.warning("could not purge expired rows: %s", type(exc).__name__)
             return
-        if keys or slots:
-            log.info("purged %d expired idempotency keys and %d upload slots", keys, slots)
+        if keys or slots or claims:
+            log.info(
+                "purged %d expired idempotency keys, %d upload slots and %d duplicate claims",
+                keys,
+                slots,
+                claims,
+            )
         if old_events:
             log.info("purged %d webhook deliveries and events past their retention", old_events)
         if (

@@ -29,7 +29,8 @@ from vectorgate.schemas import ID_PATTERN
 from vectorgate.upload_tokens.service import TokenQuota
 from vectorgate.uploads.base64_json import receive_base64_json
 from vectorgate.uploads.idempotency import HashingStream, idempotent
-from vectorgate.uploads.staging import Reserve, StagedFile
+from vectorgate.uploads.options import OPTIONS_SCHEMA
+from vectorgate.uploads.staging import FileOptions, Reserve, StagedFile
 from vectorgate.upstream.client import interactive
 from vectorgate.vector_stores.events_stream import (
     EVENTS_SCHEMA,
@@ -47,13 +48,13 @@ from vectorgate.vector_stores.schemas import (
     FileRecord,
     FileStatus,
     ProcessingStatus,
-    UploadedFile,
     UploadResponse,
     VectorStoreCreate,
     VectorStoreList,
     VectorStoreOut,
 )
 from vectorgate.vector_stores.service import (
+    OnDuplicateQuery,
     add_file_records,
     find_or_create_upstream,
     get_file_record,
@@ -66,6 +67,7 @@ from vectorgate.vector_stores.service import (
     save_registration,
     store_client,
     unregister_vector_store,
+    upload_response,
 )
 
 router = APIRouter(
@@ -96,9 +98,11 @@ _BASE64_BODY: dict[str, Any] = {
                                     "filename": {"type": "string"},
                                     "content": {"type": "string", "format": "byte"},
                                     "mime_type": {"type": "string"},
+                                    **OPTIONS_SCHEMA,
                                 },
                             },
-                        }
+                        },
+                        **OPTIONS_SCHEMA,
                     },
                 }
             }
@@ -188,6 +192,7 @@ async def upload_base64(
     request: Request,
     caller: UploadOrTokenCaller,
     resources: ResourcesDep,
+    on_duplicate: OnDuplicateQuery = "allow",
     idempotency_key: Annotated[str | None, Header()] = None,
 ) -> Any:
     """Upload base64-encoded files; answers once they are attached, processing goes on."""
@@ -199,6 +204,7 @@ async def upload_base64(
     body = HashingStream(request.stream(), enabled=idempotency_key is not None)
     token = caller.upload_token
     quota = TokenQuota(resources.sessionmaker, token.id) if token is not None else None
+    options: FileOptions = {}
 
     async def receive(workdir: Path, reserve: Reserve) -> AsyncIterator[StagedFile]:
         # All or nothing: every file is validated before the first one goes upstream.
@@ -209,6 +215,7 @@ async def upload_base64(
             max_body_bytes=settings.max_request_bytes,
             reserve=reserve,
             check=content_checker(resources, caller.organization_id),
+            options=options,
         )
         if quota is not None:  # the whole request against the token, before any upload
             await quota.cover(len(files))
@@ -225,6 +232,8 @@ async def upload_base64(
             vector_store_id=store.id,
             receive=receive,
             quota=quota,
+            options=options,
+            on_duplicate=on_duplicate,
         ) as ingested:
             deadline = utcnow() + timedelta(seconds=settings.batch_timeout_s)
             records = add_file_records(
@@ -233,13 +242,9 @@ async def upload_base64(
                 deadline=deadline,
                 upload_token_id=token.id if token is not None else None,
             )
-        response = UploadResponse(
-            message=f"{len(records)} file(s) uploaded successfully",
-            files=[UploadedFile.model_validate(r, from_attributes=True) for r in records],
-        )
-        return response.model_dump(mode="json")
+        return upload_response(ingested, records).model_dump(mode="json")
 
-    route = f"POST {request.url.path}"
+    route = f"POST {request.url.path}?on_duplicate={on_duplicate}"
     return await idempotent(
         resources.sessionmaker,
         caller.organization_id,

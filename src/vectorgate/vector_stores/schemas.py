@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 from pydantic.json_schema import SkipJsonSchema
@@ -13,6 +13,9 @@ from vectorgate.schemas import Id, Name, Timestamped
 ProcessingStatus = Literal["pending", "processing", "completed", "failed"]
 
 
+AttributeValue = str | int | float | bool
+
+
 class UploadedFile(Timestamped):
     id: str
     file_id: str | None
@@ -20,6 +23,10 @@ class UploadedFile(Timestamped):
     size: int
     mime_type: str
     processing_status: ProcessingStatus
+    attributes: dict[str, AttributeValue] | None = None
+    sha256: str | None = None
+    # True for a file not uploaded because it duplicates this record (on_duplicate=skip).
+    duplicate: bool = False
     created_at: datetime
 
 
@@ -35,6 +42,8 @@ class FileStatus(Timestamped):
     filename: str
     processing_status: ProcessingStatus
     error_message: str | None
+    attributes: dict[str, AttributeValue] | None = None
+    sha256: str | None = None
     created_at: datetime
     updated_at: datetime
 
@@ -43,6 +52,7 @@ class FileRecord(FileStatus):
     vector_store_id: str
     size: int
     mime_type: str
+    chunking_strategy: dict[str, Any] | None = None
 
 
 class FileList(BaseModel):

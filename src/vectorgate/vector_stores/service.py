@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Annotated, TypeVar
 
 import openai
+from fastapi import Query
 from openai.types.vector_stores import VectorStoreFile as UpstreamFile
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
@@ -22,15 +24,19 @@ from vectorgate.security.encryption import Keyring
 from vectorgate.upstream.batch import failure_reason
 from vectorgate.upstream.client import client_for
 from vectorgate.upstream.errors import is_not_found, upstream_errors
+from vectorgate.vector_stores.duplicates import OnDuplicate
 from vectorgate.vector_stores.models import FileBatch, VectorStore, VectorStoreFile
 from vectorgate.vector_stores.outcomes import (
     FINAL_STATUSES,
+    file_ended,
     raise_batch_event,
-    raise_file_event,
     save_changes,
 )
+from vectorgate.vector_stores.schemas import UploadedFile, UploadResponse
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 _FROM_UPSTREAM = {
     "in_progress": "processing",
@@ -268,24 +274,74 @@ def _file_records(
     upload_token_id: str | None,
 ) -> list[VectorStoreFile]:
     now = utcnow()
+    assert ingested.batch is not None or not ingested.files
     return [
         VectorStoreFile(
             id=new_id("vsf_"),
             organization_id=organization_id,
             vector_store_id=vector_store_id,
             file_id=upstream.id,
-            batch_id=ingested.batch.id,
+            batch_id=ingested.batch.id if ingested.batch is not None else None,
             filename=file.filename,
             size=file.size,
             mime_type=file.kind.mime_type,
             processing_status=status,
             error_message=error_message,
             upload_token_id=upload_token_id,
+            sha256=file.sha256,
+            attributes=options.get("attributes"),
+            chunking_strategy=options.get("chunking_strategy"),
+            replaces_older=ingested.replace,
             created_at=now,
             updated_at=now,
         )
-        for file, upstream in zip(ingested.staged, ingested.files, strict=True)
+        for file, upstream, options in zip(
+            ingested.staged, ingested.files, ingested.options, strict=True
+        )
     ]
+
+
+# SPEC 11.2; any other value is a 400 in the route family's body.
+OnDuplicateQuery = Annotated[
+    OnDuplicate,
+    Query(description="What to do with a file the store already holds (same name and content)"),
+]
+
+
+def upload_response(ingested: Ingested, records: Sequence[VectorStoreFile]) -> UploadResponse:
+    """The base64 route's success body (SPEC 3.2), skipped duplicates included."""
+
+    def shown(record: VectorStoreFile) -> UploadedFile:
+        return UploadedFile.model_validate(record, from_attributes=True)
+
+    files = [
+        file.model_copy(update={"duplicate": duplicate})
+        for file, duplicate in in_request_order(ingested, [shown(r) for r in records], shown)
+    ]
+    uploaded = len(records)
+    message = f"{uploaded} file(s) uploaded successfully"
+    if uploaded < len(files):
+        message += f", {len(files) - uploaded} skipped as duplicates"
+    return UploadResponse(message=message, files=files)
+
+
+def in_request_order(
+    ingested: Ingested, uploaded: Sequence[T], existing: Callable[[VectorStoreFile], T]
+) -> list[tuple[T, bool]]:
+    """Each received file's answer in request order, and whether it is a skipped duplicate:
+    `uploaded` holds the uploaded files' answers (in `ingested.staged`'s order),
+    `existing` makes one from the record a skipped file duplicates."""
+    next_uploaded = iter(uploaded)
+    answer: list[tuple[T, bool]] = []
+    for position in range(len(ingested.received)):
+        duplicate = ingested.duplicates.get(position)
+        if duplicate is None:
+            answer.append((next(next_uploaded), False))
+        elif isinstance(duplicate, int):  # repeats an earlier file of the request
+            answer.append((answer[duplicate][0], True))
+        else:
+            answer.append((existing(duplicate), True))
+    return answer
 
 
 def add_file_records(
@@ -304,14 +360,16 @@ def add_file_records(
         status="pending",
         upload_token_id=upload_token_id,
     )
-    batch = FileBatch(
-        id=ingested.batch.id,
-        organization_id=store.organization_id,
-        vector_store_id=store.id,
-        credential_id=store.credential_id,
-        deadline_at=deadline,
-    )
-    ingested.to_save.extend([*records, batch])
+    ingested.to_save.extend(records)
+    if ingested.batch is not None:
+        batch = FileBatch(
+            id=ingested.batch.id,
+            organization_id=store.organization_id,
+            vector_store_id=store.id,
+            credential_id=store.credential_id,
+            deadline_at=deadline,
+        )
+        ingested.to_save.append(batch)
     return records
 
 
@@ -336,6 +394,8 @@ async def save_finished_request(
         error_message=error_message,
         upload_token_id=upload_token_id,
     )
+    if ingested.batch is None:
+        return records  # every file was a skipped duplicate: nothing new
     now = utcnow()
     batch = FileBatch(
         id=ingested.batch.id,
@@ -349,7 +409,7 @@ async def save_finished_request(
     session.add_all([*records, batch])
     await session.flush()
     for record in records:
-        await raise_file_event(session, record)
+        await file_ended(session, record)
     await raise_batch_event(session, batch)
     return records
 
