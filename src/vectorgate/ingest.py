@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import openai
@@ -29,7 +29,7 @@ from vectorgate.observability import phase
 from vectorgate.settings import Settings
 from vectorgate.upload_tokens.service import TokenQuota
 from vectorgate.uploads.convert import UpstreamForm, needs_conversion, to_upstream_form
-from vectorgate.uploads.filetypes import cheap_to_check, check_content
+from vectorgate.uploads.filetypes import FileKind, NotCheap, cheap_to_check, check_content
 from vectorgate.uploads.slots import UploadSlots
 from vectorgate.uploads.staging import FileOptions, Reserve, StagedFile
 from vectorgate.upstream import journal as upstream_journal
@@ -75,21 +75,31 @@ def declared_length(request: Request) -> int | None:
 
 def content_checker(
     resources: Resources, organization_id: str
-) -> Callable[[StagedFile], Awaitable[None]]:
+) -> Callable[[StagedFile], Awaitable[StagedFile]]:
     """Check a received file's content in the bounded executor, as `organization_id`.
 
+    Returns the file to go on with: the same, or with the encoding to transcode it from.
     A small file is checked on the spot: that costs less than the trip to a worker.
     """
 
-    async def check(file: StagedFile) -> None:
+    async def check(file: StagedFile) -> StagedFile:
         if cheap_to_check(file.kind, file.size):
-            check_content(file.path, file.kind, file.filename)
-            return
-        await resources.content_work.run(
-            organization_id, file.filename, check_content, file.path, file.kind, file.filename
+            with suppress(NotCheap):  # else text to detect the encoding of: a worker's job
+                return _with_encoding(file, check_content(*_check_args(file), quick=True))
+        encoding = await resources.content_work.run(
+            organization_id, file.filename, check_content, *_check_args(file)
         )
+        return _with_encoding(file, encoding)
 
     return check
+
+
+def _check_args(file: StagedFile) -> tuple[Path, FileKind, str]:
+    return file.path, file.kind, file.filename
+
+
+def _with_encoding(file: StagedFile, encoding: str | None) -> StagedFile:
+    return file if encoding is None else replace(file, encoding=encoding)
 
 
 def reject_oversized_body(request: Request, settings: Settings) -> None:
@@ -186,11 +196,15 @@ async def ingest(
                                 continue
                         staged.append(file)
                         args = (file.path, file.filename, file.kind, workdir, convert_to_text)
-                        if not needs_conversion(file.kind, convert_to_text):
+                        if not needs_conversion(file.kind, convert_to_text, file.encoding):
                             form = to_upstream_form(*args)  # the file itself: no work
                         else:
                             form = await resources.content_work.run(
-                                organization_id, file.filename, to_upstream_form, *args
+                                organization_id,
+                                file.filename,
+                                to_upstream_form,
+                                *args,
+                                encoding=file.encoding,
                             )
                         sent_names.append(form.filename)
                         yield form

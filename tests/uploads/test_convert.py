@@ -6,6 +6,7 @@ import datetime
 import io
 import re
 import time
+import tracemalloc
 import warnings
 import zipfile
 from collections.abc import Callable
@@ -27,9 +28,13 @@ from vectorgate.uploads.convert import UpstreamForm, needs_conversion, to_upstre
 from vectorgate.uploads.filetypes import (
     CSV,
     DOCX,
+    HTML,
     JSON,
     KINDS,
+    MARKDOWN,
     PPTX,
+    PYTHON,
+    TEXT,
     XLSX,
     FileKind,
     check_content,
@@ -107,6 +112,75 @@ def test_utf16_csv_is_transcoded_to_utf8(tmp_path: Path, workdir: Path, encoding
     assert form.filename == "people.csv.txt"
     assert form.mime_type == "text/plain"
     assert form.path.read_bytes() == text.encode()  # no BOM, line endings as they were
+
+
+# --- text in other encodings (SPEC 11.4) -------------------------------------------------
+
+SPREADSHEET_CSV = "Produit;Prix;Note\r\ncafé;3,50 €;naïve\r\nthé;2 €;très “bon”\r\n"
+JAPANESE = (
+    "吾輩は猫である。名前はまだ無い。どこで生れたかとんと見当がつかぬ。何でも薄暗いじめじめした"
+    "所でニャーニャー泣いていた事だけは記憶している。吾輩はここで始めて人間というものを見た。\n"
+)
+
+
+def test_an_encoding_to_transcode_means_conversion_for_every_kind() -> None:
+    for kind in KINDS:
+        assert needs_conversion(kind, (), "cp1252")
+    assert not needs_conversion(PYTHON, (), None)
+
+
+def test_windows_1252_csv_goes_up_as_utf8_text(tmp_path: Path, workdir: Path) -> None:
+    path = upload(tmp_path, SPREADSHEET_CSV.encode("cp1252"))
+    encoding = check_content(path, CSV, "prices.csv")
+    form = to_upstream_form(path, "prices.csv", CSV, workdir, encoding=encoding)
+    assert form.path.parent == workdir
+    assert (form.filename, form.mime_type) == ("prices.csv.txt", "text/plain")
+    assert form.path.read_bytes() == SPREADSHEET_CSV.encode()  # CRLF kept, no BOM
+    assert path.read_bytes() == SPREADSHEET_CSV.encode("cp1252")  # the original untouched
+
+
+@pytest.mark.parametrize(
+    ("kind", "filename"),
+    [(PYTHON, "tool.py"), (HTML, "page.htm"), (TEXT, "notes.txt"), (MARKDOWN, "a.md")],
+    ids=lambda value: getattr(value, "name", value),
+)
+@pytest.mark.parametrize("encoding", ["shift_jis", "utf-16"])
+def test_text_in_another_encoding_goes_up_as_utf8_under_its_own_name(
+    tmp_path: Path, workdir: Path, kind: FileKind, filename: str, encoding: str
+) -> None:
+    text = ("# " + JAPANESE) * 3
+    path = upload(tmp_path, text.encode(encoding))
+    found = check_content(path, kind, filename)
+    assert found is not None
+    assert needs_conversion(kind, (), found)
+    form = to_upstream_form(path, filename, kind, workdir, encoding=found)
+    assert form.path.parent == workdir
+    assert (form.filename, form.mime_type) == (filename, kind.mime_type)
+    assert form.path.read_bytes() == text.encode()
+
+
+def test_json_converted_to_text_is_transcoded_too(tmp_path: Path, workdir: Path) -> None:
+    document = '{"city": "Zürich", "price": "3 €"}'
+    path = upload(tmp_path, document.encode("cp1252"))
+    encoding = check_content(path, JSON, "data.json")
+    assert encoding == "cp1252"
+    form = to_upstream_form(path, "data.json", JSON, workdir, ("json",), encoding=encoding)
+    assert (form.filename, form.mime_type) == ("data.json.txt", "text/plain")
+    assert form.path.read_bytes() == document.encode()
+
+
+def test_transcoding_streams_a_10_mb_file_in_chunks(tmp_path: Path, workdir: Path) -> None:
+    line = "café;€;naïve\n"
+    text = line * (10 * filetypes.MiB // len(line))
+    path = upload(tmp_path, text.encode("cp1252"))
+    tracemalloc.start()
+    try:
+        form = to_upstream_form(path, "big.csv", CSV, workdir, encoding="cp1252")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert form.path.read_bytes() == text.encode()
+    assert peak < 16 * filetypes.MiB  # a few chunks, not the 10 MB decoded whole
 
 
 # --- XLSX --------------------------------------------------------------------------------

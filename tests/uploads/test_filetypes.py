@@ -18,18 +18,36 @@ from vectorgate.testing.samples import docx_bytes, pdf_bytes, pptx_bytes, write_
 from vectorgate.uploads import filetypes
 from vectorgate.uploads.filetypes import (
     CHUNK_SIZE,
+    CPP,
+    CSHARP,
+    CSS,
     CSV,
     DOCX,
+    GO,
+    HTML,
+    JAVA,
+    JAVASCRIPT,
     JSON,
     KINDS,
     MARKDOWN,
     MAX_FILE_BYTES,
     PDF,
+    PHP,
     PPTX,
+    PYTHON,
+    RUBY,
+    SHELL,
+    SOURCE_KINDS,
+    TEX,
     TEXT,
+    TEXT_KINDS,
+    TYPESCRIPT,
     XLSX,
+    C,
     FileKind,
     MiB,
+    NotCheap,
+    cheap_to_check,
     check_content,
     check_size,
     kind_for,
@@ -84,6 +102,21 @@ def test_kinds_are_exactly_the_spec_table() -> None:
             (".xlsx",),
             50,
         ),
+        # SPEC 11.4
+        ("html", "text/html", (".html", ".htm"), 10),
+        ("css", "text/css", (".css",), 10),
+        ("javascript", "text/javascript", (".js", ".mjs"), 10),
+        ("typescript", "application/typescript", (".ts",), 10),
+        ("python", "text/x-python", (".py",), 10),
+        ("java", "text/x-java", (".java",), 10),
+        ("c", "text/x-c", (".c", ".h"), 10),
+        ("cpp", "text/x-c++", (".cpp", ".hpp", ".cc"), 10),
+        ("csharp", "text/x-csharp", (".cs",), 10),
+        ("go", "text/x-golang", (".go",), 10),
+        ("ruby", "text/x-ruby", (".rb",), 10),
+        ("php", "text/x-php", (".php",), 10),
+        ("shell", "application/x-sh", (".sh",), 10),
+        ("tex", "text/x-tex", (".tex",), 10),
     }
     assert MAX_FILE_BYTES == 50 * MiB
 
@@ -117,7 +150,7 @@ def test_unknown_or_missing_extension_is_rejected(filename: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "declared", ["image/png", "application/zip", "text/html", "application/msword"]
+    "declared", ["image/png", "application/zip", "text/xml", "application/msword"]
 )
 def test_declared_type_outside_the_table_is_rejected(declared: str) -> None:
     error = rejected(415, lambda: kind_for("document.pdf", declared, infer_generic=True))
@@ -239,6 +272,20 @@ GOOD_CONTENT: dict[FileKind, bytes] = {
     DOCX: docx_bytes(),
     PPTX: pptx_bytes(),
     XLSX: xlsx_bytes({"Sheet": [["a", 1]]}),
+    HTML: "<!doctype html>\n<p>naïve café</p>\n".encode(),
+    CSS: b"body { margin: 0; }\n",
+    JAVASCRIPT: b"export const x = () => 1;\n",
+    TYPESCRIPT: b"const n: number = 1;\n",
+    PYTHON: "def f():\n\treturn 'é'\n".encode(),
+    JAVA: b"class A { }\n",
+    C: b"int main(void) { return 0; }\n",
+    CPP: b"#include <vector>\n",
+    CSHARP: b"class A { }\n",
+    GO: b"package main\n",
+    RUBY: b"puts 'hi'\n",
+    PHP: b"<?php echo 1;\n",
+    SHELL: b"#!/bin/sh\necho hi\n",
+    TEX: b"\\documentclass{article}\n\f\n",
 }
 
 
@@ -384,20 +431,31 @@ def test_text_with_a_nul_character_is_rejected(write: WriteFile, kind: FileKind)
 
 @pytest.mark.parametrize("kind", [TEXT, MARKDOWN, CSV, JSON], ids=lambda kind: kind.name)
 @pytest.mark.parametrize(
-    "content",
-    [b'"caf\xe9"', b'"\xc3"', b'"\xed\xa0\x80"', b'"\xf8\x88\x80\x80\x80"', docx_bytes()],
-    ids=["latin-1", "truncated", "surrogate", "five-byte", "binary"],
+    "broken",
+    [b"\xe9t\xe9", b"\xc3", b"\xed\xa0\x80", b"\xf8\x88\x80\x80\x80"],
+    ids=["latin-1", "truncated", "surrogate", "five-byte"],
 )
-def test_text_that_is_not_utf8_is_rejected(
-    write: WriteFile, kind: FileKind, content: bytes
+def test_broken_utf8_after_utf8_characters_is_rejected(
+    write: WriteFile, kind: FileKind, broken: bytes
 ) -> None:
+    # UTF-8 characters before the bad byte say the file is UTF-8: it is not read as
+    # Windows-1252 (which would turn each of them into mojibake).
+    content = '"naïve '.encode() + broken + b'"'
     error = rejected(415, lambda: check_content(write(content), kind, "file"))
-    assert error.message.startswith("file: the content ")
+    assert error.message == "file: the content is not valid UTF-8 text (bad byte at offset 8)"
+
+
+@pytest.mark.parametrize("kind", [TEXT, MARKDOWN, CSV, JSON], ids=lambda kind: kind.name)
+def test_binary_declared_as_text_is_rejected(write: WriteFile, kind: FileKind) -> None:
+    error = rejected(415, lambda: check_content(write(docx_bytes()), kind, "file"))
+    assert error.code is ErrorCode.UNSUPPORTED_FILE_TYPE
+    assert error.message.startswith("file: the text is not UTF-8 and its encoding could not be")
 
 
 def test_invalid_utf8_message_gives_the_byte_offset(write: WriteFile) -> None:
-    error = rejected(415, lambda: check_content(write(b"caf\xe9 au lait"), TEXT, "menu.txt"))
-    assert error.message == "menu.txt: the content is not valid UTF-8 text (bad byte at offset 3)"
+    content = "crème caf".encode() + b"\xe9 au lait"
+    error = rejected(415, lambda: check_content(write(content), TEXT, "menu.txt"))
+    assert error.message == "menu.txt: the content is not valid UTF-8 text (bad byte at offset 10)"
 
 
 @pytest.mark.parametrize("bom", [b"", codecs.BOM_UTF8])
@@ -447,8 +505,9 @@ def test_invalid_multibyte_sequence_across_the_chunk_boundary_is_rejected(
     write: WriteFile, bytes_before_boundary: int
 ) -> None:
     # "😀" cut short: its first bytes before the boundary, then a byte that cannot continue it.
+    # The "é" first makes it UTF-8 text (else it would be read as Windows-1252).
     lead = "😀".encode()[:bytes_before_boundary]
-    content = b"a" * (CHUNK_SIZE - bytes_before_boundary) + lead + b"z"
+    content = "é".encode() + b"a" * (CHUNK_SIZE - bytes_before_boundary - 2) + lead + b"z"
     error = rejected(415, lambda: check_content(write(content), TEXT, "file"))
     offset = CHUNK_SIZE - bytes_before_boundary
     assert (
@@ -606,3 +665,215 @@ def test_only_small_files_are_cheap_to_check() -> None:
     assert filetypes.cheap_to_check(JSON, 4 * 1024)
     assert not filetypes.cheap_to_check(JSON, 4 * 1024 + 1)
     assert not filetypes.cheap_to_check(DOCX, 4 * 1024 + 1)
+
+
+# --- SPEC 11.4: more text types ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("filename", "declared", "kind"),
+    [
+        ("app.js", "application/javascript", JAVASCRIPT),
+        ("mod.mjs", "text/javascript", JAVASCRIPT),
+        ("app.ts", "text/x-typescript", TYPESCRIPT),
+        ("tool.py", "text/x-script.python", PYTHON),
+        ("run.sh", "text/x-sh", SHELL),
+        ("page.htm", "text/html; charset=windows-1252", HTML),
+        ("lib.h", "text/x-c", C),
+        ("lib.hpp", "text/x-c++", CPP),
+        ("lib.cc", "text/x-c++", CPP),
+    ],
+)
+def test_source_kinds_accept_each_of_their_mime_types(
+    filename: str, declared: str, kind: FileKind
+) -> None:
+    assert kind_for(filename, declared, infer_generic=False) is kind
+
+
+@pytest.mark.parametrize("kind", SOURCE_KINDS, ids=lambda kind: kind.name)
+def test_text_plain_is_accepted_for_every_source_kind(kind: FileKind) -> None:
+    for extension in kind.extensions:
+        assert kind_for(f"file{extension}", "text/plain", infer_generic=False) is kind
+
+
+@pytest.mark.parametrize(
+    ("filename", "declared"),
+    [
+        ("tool.py", "text/x-java"),
+        ("lib.c", "text/x-c++"),
+        ("app.ts", "text/javascript"),
+        ("page.html", "text/markdown"),
+        ("notes.txt", "text/x-python"),
+        ("run.sh", "application/pdf"),
+    ],
+)
+def test_source_kind_declared_as_another_kind_is_rejected(filename: str, declared: str) -> None:
+    error = rejected(415, lambda: kind_for(filename, declared, infer_generic=True))
+    assert "but the extension" in error.message
+
+
+@pytest.mark.parametrize("kind", SOURCE_KINDS, ids=lambda kind: kind.name)
+def test_source_kind_with_a_nul_character_is_rejected(write: WriteFile, kind: FileKind) -> None:
+    error = rejected(415, lambda: check_content(write(b"x = 1\x00\n"), kind, "file"))
+    assert error.message == "file: the content contains a NUL character, so it is not text"
+
+
+def test_every_text_kind_is_cheap_to_check_when_small_except_json() -> None:
+    assert {k for k in KINDS if cheap_to_check(k, 64 * 1024)} == TEXT_KINDS - {JSON}
+    assert not cheap_to_check(PYTHON, 64 * 1024 + 1)
+
+
+# --- SPEC 11.4: encodings ------------------------------------------------------------------
+
+# Realistic lengths: a paragraph or two, as a short document holds.
+JAPANESE = (
+    "吾輩は猫である。名前はまだ無い。どこで生れたかとんと見当がつかぬ。何でも薄暗いじめじめした"
+    "所でニャーニャー泣いていた事だけは記憶している。吾輩はここで始めて人間というものを見た。\n"
+)
+SIMPLIFIED_CHINESE = (
+    "中华人民共和国是工人阶级领导的、以工农联盟为基础的人民民主专政的社会主义国家。"
+    "社会主义制度是中华人民共和国的根本制度。禁止任何组织或者个人破坏社会主义制度。\n"
+)
+TRADITIONAL_CHINESE = (
+    "中華民國基於三民主義，為民有民治民享之民主共和國。人民有言論、講學、著作及出版之自由。"
+    "人民有秘密通訊之自由。人民有信仰宗教之自由。人民有集會及結社之自由。\n"
+)
+KOREAN = (
+    "대한민국은 민주공화국이다. 대한민국의 주권은 국민에게 있고, 모든 권력은 국민으로부터 "
+    "나온다. 모든 국민은 인간으로서의 존엄과 가치를 가지며, 행복을 추구할 권리를 가진다.\n"
+)
+SPREADSHEET_CSV = "Produit;Prix;Note\r\ncafé;3,50 €;naïve\r\nthé;2 €;très “bon”\r\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "encoding", "codec"),
+    [
+        (JAPANESE, "shift_jis", "cp932"),
+        (JAPANESE, "cp932", "cp932"),
+        (SIMPLIFIED_CHINESE, "gb18030", "gb18030"),
+        (SIMPLIFIED_CHINESE, "gbk", "gb18030"),
+        (TRADITIONAL_CHINESE, "big5", "cp950"),
+        (KOREAN, "euc_kr", "cp949"),
+    ],
+)
+@pytest.mark.parametrize("kind", [TEXT, MARKDOWN, PYTHON], ids=lambda kind: kind.name)
+def test_east_asian_text_is_detected_and_decodes_in_its_codec(
+    write: WriteFile, kind: FileKind, text: str, encoding: str, codec: str
+) -> None:
+    content = ("# " + text + "\n") * 3
+    found = check_content(write(content.encode(encoding)), kind, "file")
+    assert found == codec
+    assert content.encode(encoding).decode(codec) == content
+
+
+def test_windows_1252_csv_from_a_spreadsheet_is_accepted_as_windows_1252(
+    write: WriteFile,
+) -> None:
+    path = write(SPREADSHEET_CSV.encode("cp1252"))
+    assert check_content(path, CSV, "prices.csv") == "cp1252"
+
+
+@pytest.mark.parametrize("kind", sorted(TEXT_KINDS, key=lambda k: k.name), ids=lambda k: k.name)
+def test_every_text_kind_reads_windows_1252(write: WriteFile, kind: FileKind) -> None:
+    content = '"café; € naïve"' if kind is JSON else "café; € naïve\n"
+    assert check_content(write(content.encode("cp1252")), kind, "file") == "cp1252"
+
+
+def test_windows_1252_json_must_still_parse(write: WriteFile) -> None:
+    error = rejected(415, lambda: check_content(write('{"a": "café"'.encode("cp1252")), JSON, "x"))
+    assert error.message.startswith("x: the content is not valid JSON")
+
+
+def test_json_in_shift_jis_is_checked_as_json(write: WriteFile) -> None:
+    # 0x5C (a backslash in ASCII) is the second byte of ソ: the JSON is read decoded.
+    document = '{"text": "' + JAPANESE.strip() + 'ソース"}'
+    assert check_content(write(document.encode("cp932")), JSON, "x.json") == "cp932"
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"price: 3\x81 each\n", b"caf\xe9 \x8d\n", b"\x8f\x90\x9d"],
+    ids=["0x81", "0x8d", "0x8f-0x90-0x9d"],
+)
+def test_undefined_windows_1252_byte_without_a_confident_detection_is_rejected(
+    write: WriteFile, content: bytes
+) -> None:
+    error = rejected(415, lambda: check_content(write(content), CSV, "x.csv"))
+    assert error.code is ErrorCode.UNSUPPORTED_FILE_TYPE
+    assert error.message.startswith(
+        "x.csv: the text is not UTF-8 and its encoding could not be detected with confidence"
+    )
+    assert "is not Windows-1252 either" in error.message
+
+
+@pytest.mark.parametrize("control", [b"\x01", b"\x0b", b"\x1b", b"\x7f"])
+def test_windows_1252_text_with_a_control_character_is_rejected(
+    write: WriteFile, control: bytes
+) -> None:
+    error = rejected(415, lambda: check_content(write(b"caf\xe9" + control), TEXT, "x"))
+    assert error.message.endswith("so it is not text")
+
+
+def test_windows_1252_text_keeps_tab_cr_lf_and_form_feed(write: WriteFile) -> None:
+    assert check_content(write(b"a\tcaf\xe9\r\n\x0cb"), TEXT, "x") == "cp1252"
+
+
+def test_windows_1252_text_with_a_nul_is_rejected(write: WriteFile) -> None:
+    error = rejected(415, lambda: check_content(write(b"caf\xe9\x00"), TEXT, "x"))
+    assert error.message == "x: the content contains a NUL character, so it is not text"
+
+
+def test_random_bytes_declared_as_text_are_rejected(write: WriteFile) -> None:
+    noise = bytes((i * 7919 + 13) % 256 for i in range(64 * 1024))  # every byte value
+    rejected(415, lambda: check_content(write(noise), TEXT, "noise.txt"))
+
+
+def test_utf8_and_utf16_say_whether_to_transcode(write: WriteFile) -> None:
+    assert check_content(write("naïve".encode()), TEXT, "x") is None
+    assert check_content(write(codecs.BOM_UTF8 + "naïve".encode()), TEXT, "x") is None
+    assert check_content(write("naïve".encode("utf-16")), PYTHON, "x") == "utf-16"
+
+
+def test_utf8_bom_with_a_bad_byte_is_not_read_as_windows_1252(write: WriteFile) -> None:
+    error = rejected(415, lambda: check_content(write(codecs.BOM_UTF8 + b"caf\xe9"), TEXT, "x"))
+    assert error.message == "x: the content is not valid UTF-8 text (bad byte at offset 6)"
+
+
+def test_quick_check_hands_text_in_a_legacy_encoding_on(write: WriteFile) -> None:
+    path = write(JAPANESE.encode("cp932"))
+    with pytest.raises(NotCheap):
+        check_content(path, TEXT, "x", quick=True)
+    assert check_content(write(b"plain"), TEXT, "x", quick=True) is None
+
+
+def test_east_asian_text_after_megabytes_of_ascii_is_detected(write: WriteFile) -> None:
+    # The detector samples where the text stops being UTF-8, not the file's start.
+    content = b"a" * (3 * CHUNK_SIZE + 5) + b"\n" + (JAPANESE * 5).encode("cp932")
+    assert check_content(write(content), TEXT, "x") == "cp932"
+
+
+def test_multibyte_candidate_that_does_not_decode_falls_back_to_windows_1252(
+    write: WriteFile,
+) -> None:
+    # Korean the detector is sure of, then a byte pair no Korean codec has: Windows-1252
+    # reads every byte of it, so that is what the file is taken for.
+    content = (KOREAN * 3).encode("euc_kr") + b"\xff\x20"
+    assert check_content(write(content), TEXT, "x") == "cp1252"
+
+
+def test_detection_of_a_10_mb_worst_case_stays_in_budget(write: WriteFile) -> None:
+    # ASCII up to the end, then Japanese, then a byte neither Shift_JIS nor Windows-1252
+    # has: every pass reads (nearly) the whole file before the 415.
+    tail = (JAPANESE * 60).encode("cp932")
+    content = b"a" * (10 * MiB - len(tail) - 2) + tail + b"\x81 "
+    path = write(content)
+    tracemalloc.start()
+    started = time.perf_counter()
+    try:
+        rejected(415, lambda: check_content(path, TEXT, "x"))
+        elapsed = time.perf_counter() - started
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert elapsed < 5  # ~0.1 s measured; generous for a loaded machine
+    assert peak < 8 * MiB  # chunks and one sample, never the whole file

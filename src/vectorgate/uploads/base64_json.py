@@ -87,7 +87,7 @@ import hashlib
 import json
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import BinaryIO, TypeVar
 
@@ -991,7 +991,7 @@ async def receive_base64_json(
     max_files: int,
     max_body_bytes: int,
     reserve: Reserve | None = None,
-    check: Callable[[StagedFile], Awaitable[None]] | None = None,
+    check: Callable[[StagedFile], Awaitable[StagedFile]] | None = None,
     options: FileOptions | None = None,
 ) -> list[StagedFile]:
     """Read a base64 JSON upload body into validated files in `workdir`, in request order.
@@ -999,7 +999,8 @@ async def receive_base64_json(
     Each file carries its own `attributes` / `chunking_strategy` (validated); the body's
     top-level ones are put into `options` when given.
 
-    `check` runs a file's content check; the route passes the bounded executor's (see
+    `check` runs a file's content check and returns the file to keep (with the encoding
+    to transcode it from); the route passes the bounded executor's (see
     `ingest.content_checker`). Without one the check runs in a plain thread.
 
     All or nothing: the first invalid thing raises an AppError (400, 413 or 415) and
@@ -1008,6 +1009,7 @@ async def receive_base64_json(
     with the body's size so far before each chunk is parsed (and any of it written).
     """
     parser = _Parser(workdir, max_files)
+    checked: list[StagedFile] = []  # as `check` returned them, with their encoding
     received = 0
     try:
         async for chunk in chunks:
@@ -1020,18 +1022,19 @@ async def receive_base64_json(
                 await reserve(received)
             async for staged in _parsed(parser, chunk):
                 if check is None:
-                    await asyncio.to_thread(
+                    encoding = await asyncio.to_thread(
                         check_content, staged.path, staged.kind, staged.filename
                     )
+                    checked.append(replace(staged, encoding=encoding))
                 else:
-                    await check(staged)
+                    checked.append(await check(staged))
         async for _ in _parsed(parser, None):
             pass  # the body ended: nothing completes here, the document must be whole
     finally:
         parser.close()
     if options is not None:
         options.update(parser.options)
-    return parser.staged
+    return checked
 
 
 async def _parsed(parser: _Parser, chunk: bytes | None) -> AsyncIterator[StagedFile]:

@@ -3,8 +3,9 @@
 File search does not index .csv or .xlsx, so a CSV goes up as plain text and a
 workbook as Markdown (one table per sheet). For upstreams that cannot parse them, the
 kinds named in `VECTORGATE_CONVERT_TO_TEXT` go up as text too: DOCX and PPTX as
-Markdown, JSON as the same bytes named as plain text. Every other kind goes up
-unchanged.
+Markdown, JSON as the same bytes named as plain text. Text that is not UTF-8 (SPEC
+11.4; `filetypes.check_content` names its encoding) is transcoded to UTF-8 first. Every
+other file goes up unchanged.
 """
 
 from __future__ import annotations
@@ -63,12 +64,20 @@ _TO_MARKDOWN: dict[FileKind, tuple[_WriteMarkdown, str]] = {
 }
 
 
-def needs_conversion(kind: FileKind, convert_to_text: Collection[str] = ()) -> bool:
+def needs_conversion(
+    kind: FileKind, convert_to_text: Collection[str] = (), encoding: str | None = None
+) -> bool:
     """Whether `to_upstream_form` does real work for `kind` (else it returns the file).
 
-    `convert_to_text` holds the kind names configured to go up as text (settings).
+    `convert_to_text` holds the kind names configured to go up as text (settings);
+    `encoding` is the codec of text to transcode (None: it is UTF-8).
     """
-    return kind is CSV or kind is XLSX or (kind in (DOCX, PPTX) and kind.name in convert_to_text)
+    return (
+        encoding is not None
+        or kind is CSV
+        or kind is XLSX
+        or (kind in (DOCX, PPTX) and kind.name in convert_to_text)
+    )
 
 
 def to_upstream_form(
@@ -77,18 +86,25 @@ def to_upstream_form(
     kind: FileKind,
     workdir: Path,
     convert_to_text: Collection[str] = (),
+    encoding: str | None = None,
 ) -> UpstreamForm:
     """Return the file to upload for a validated `kind` file (blocking I/O).
 
-    CSV becomes `<filename>.txt` (text/plain; UTF-16 is transcoded to UTF-8, UTF-8 is
-    sent as is), XLSX becomes `<filename>.md` (text/markdown). Kinds named in
-    `convert_to_text`: DOCX and PPTX become `<filename>.md`, JSON `<filename>.txt` with
-    the same bytes. Other kinds are returned unchanged. New files are written in
-    `workdir`, which the caller removes (even after an error). An unreadable package is
-    a 415; one over a cap (see uploads/xlsx.py, uploads/office_text.py) is a 413.
+    Text in `encoding` (the codec `filetypes.check_content` returned) is first written
+    as UTF-8 to a new file. CSV becomes `<filename>.txt` (text/plain; UTF-8 is sent as
+    is), XLSX becomes `<filename>.md` (text/markdown). Kinds named in `convert_to_text`:
+    DOCX and PPTX become `<filename>.md`, JSON `<filename>.txt` with the same text.
+    Other kinds are returned unchanged, under their own name and MIME type. New files
+    are written in `workdir`, which the caller removes (even after an error). An
+    unreadable package is a 415; one over a cap (see uploads/xlsx.py,
+    uploads/office_text.py) is a 413.
     """
+    if encoding is None and kind is CSV:
+        encoding = _utf16_bom(path)  # a caller that did not pass the check's answer
+    if encoding is not None:
+        path = _as_utf8(path, encoding, workdir)
     if kind is CSV:
-        return UpstreamForm(_csv_as_utf8(path, workdir), f"{filename}.txt", "text/plain")
+        return UpstreamForm(path, f"{filename}.txt", "text/plain")
     if kind is XLSX or (kind in _TO_MARKDOWN and kind.name in convert_to_text):
         markdown = _new_file(workdir, ".md")
         _office_to_markdown(path, filename, kind, markdown)
@@ -104,15 +120,21 @@ def _new_file(workdir: Path, suffix: str) -> Path:
     return Path(name)
 
 
-def _csv_as_utf8(path: Path, workdir: Path) -> Path:
+def _utf16_bom(path: Path) -> str | None:
     with path.open("rb") as f:
         head = f.read(2)
-    if head not in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):
-        return path
+    return "utf-16" if head in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE) else None
+
+
+def _as_utf8(path: Path, encoding: str, workdir: Path) -> Path:
+    """A new file in `workdir` holding `path`'s text, read as `encoding`, in UTF-8.
+
+    Streamed a chunk at a time. The utf-16 codec reads the BOM to pick the byte order
+    and drops it; no BOM is written. Line ends are kept as they are.
+    """
     utf8 = _new_file(workdir, ".txt")
-    # The utf-16 codec reads the BOM to pick the byte order and drops it.
     with (
-        path.open(encoding="utf-16", newline="") as src,
+        path.open(encoding=encoding, newline="") as src,
         utf8.open("w", encoding="utf-8", newline="") as dst,
     ):
         while text := src.read(CHUNK_SIZE):

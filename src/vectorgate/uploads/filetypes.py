@@ -1,12 +1,15 @@
-"""Allowed upload types (SPEC 3.4) and the checks that a file is what it claims to be.
+"""Allowed upload types (SPEC 3.4, 11.4) and the checks that a file is what it claims to be.
 
 A file's kind comes from its declared MIME type and its extension, which must agree;
-`check_size` and `check_content` then hold the bytes to that kind's rules.
+`check_size` and `check_content` then hold the bytes to that kind's rules. Text that is
+not UTF-8 has its encoding found here (see uploads/encodings.py) and is transcoded
+before upload by uploads/convert.py.
 """
 
 from __future__ import annotations
 
 import codecs
+import re
 import struct
 import zipfile
 from dataclasses import dataclass
@@ -16,6 +19,7 @@ from typing import BinaryIO
 import ijson  # type: ignore[import-untyped]
 
 from vectorgate.errors import AppError, ErrorCode, bad_request
+from vectorgate.uploads.encodings import FORBIDDEN_CONTROLS, WINDOWS_1252, detect_multibyte
 from vectorgate.uploads.work import check_deadline
 
 # The C backend keeps validation at tens of MB/s with flat memory; the pure-Python ones
@@ -68,7 +72,44 @@ XLSX = FileKind(
     50 * MiB,
 )
 
-KINDS: tuple[FileKind, ...] = (PDF, TEXT, MARKDOWN, CSV, JSON, DOCX, PPTX, XLSX)
+# The text types OpenAI file search indexes besides the ones above (SPEC 11.4), sent as
+# they are. The first MIME type is the one they are sent upstream with.
+HTML = FileKind("html", "text/html", (".html", ".htm"), 10 * MiB)
+CSS = FileKind("css", "text/css", (".css",), 10 * MiB)
+JAVASCRIPT = FileKind("javascript", "text/javascript", (".js", ".mjs"), 10 * MiB)
+TYPESCRIPT = FileKind("typescript", "application/typescript", (".ts",), 10 * MiB)
+PYTHON = FileKind("python", "text/x-python", (".py",), 10 * MiB)
+JAVA = FileKind("java", "text/x-java", (".java",), 10 * MiB)
+C = FileKind("c", "text/x-c", (".c", ".h"), 10 * MiB)
+CPP = FileKind("cpp", "text/x-c++", (".cpp", ".hpp", ".cc"), 10 * MiB)
+CSHARP = FileKind("csharp", "text/x-csharp", (".cs",), 10 * MiB)
+GO = FileKind("go", "text/x-golang", (".go",), 10 * MiB)
+RUBY = FileKind("ruby", "text/x-ruby", (".rb",), 10 * MiB)
+PHP = FileKind("php", "text/x-php", (".php",), 10 * MiB)
+SHELL = FileKind("shell", "application/x-sh", (".sh",), 10 * MiB)
+TEX = FileKind("tex", "text/x-tex", (".tex",), 10 * MiB)
+
+SOURCE_KINDS: tuple[FileKind, ...] = (
+    HTML,
+    CSS,
+    JAVASCRIPT,
+    TYPESCRIPT,
+    PYTHON,
+    JAVA,
+    C,
+    CPP,
+    CSHARP,
+    GO,
+    RUBY,
+    PHP,
+    SHELL,
+    TEX,
+)
+
+KINDS: tuple[FileKind, ...] = (PDF, TEXT, MARKDOWN, CSV, JSON, DOCX, PPTX, XLSX, *SOURCE_KINDS)
+
+# Kinds whose content is text: checked by `_check_text`, transcoded when not UTF-8.
+TEXT_KINDS: frozenset[FileKind] = frozenset({TEXT, MARKDOWN, CSV, JSON, *SOURCE_KINDS})
 MAX_FILE_BYTES = max(kind.max_bytes for kind in KINDS)
 
 
@@ -86,10 +127,15 @@ MIME_ALIASES: dict[str, FileKind] = {
     "text/json": JSON,
     "application/x-json": JSON,
     "application/x-pdf": PDF,
+    # The second MIME types of SPEC 11.4's table.
+    "application/javascript": JAVASCRIPT,
+    "text/x-typescript": TYPESCRIPT,
+    "text/x-script.python": PYTHON,
+    "text/x-sh": SHELL,
 }
 
 # Browsers and curl often declare text/plain for these; the extension then decides.
-TEXT_PLAIN_ALSO_FOR: frozenset[FileKind] = frozenset({MARKDOWN, CSV, JSON})
+TEXT_PLAIN_ALSO_FOR: frozenset[FileKind] = TEXT_KINDS - {TEXT}
 
 GENERIC_MIME = "application/octet-stream"
 
@@ -180,17 +226,26 @@ CHEAP_TEXT_CHECK_BYTES = 64 * 1024
 
 def cheap_to_check(kind: FileKind, size: int) -> bool:
     """Whether checking a `kind` file of `size` bytes is too cheap to send to a worker."""
-    if kind in (TEXT, MARKDOWN, CSV):
+    if kind in TEXT_KINDS and kind is not JSON:
         return size <= CHEAP_TEXT_CHECK_BYTES
     return size <= CHEAP_CHECK_BYTES
 
 
-def check_content(path: Path, kind: FileKind, filename: str) -> None:
+class NotCheap(Exception):
+    """Raised by a `quick` check that met text in a legacy encoding (see `check_content`)."""
+
+
+def check_content(path: Path, kind: FileKind, filename: str, *, quick: bool = False) -> str | None:
     """Check that the stored file at `path` really is a `kind` file (blocking I/O).
 
-    An empty file is a 400 for every kind (there is nothing to index); a file over the
-    kind's limit is a 413 (the size is re-checked here so this check is safe on its own);
-    content that does not match the kind is a 415.
+    Returns the codec of a text file to transcode to UTF-8 before upload (SPEC 11.4), or
+    None when the file goes up as it is. An empty file is a 400 for every kind (there is
+    nothing to index); a file over the kind's limit is a 413 (the size is re-checked here
+    so this check is safe on its own); content that does not match the kind is a 415.
+
+    With `quick` (a small file checked on the event loop, see `cheap_to_check`), text
+    that is not UTF-8 raises `NotCheap` instead: detecting its encoding costs a few
+    milliseconds, work for the bounded executor.
     """
     size = path.stat().st_size
     if size == 0:
@@ -198,10 +253,11 @@ def check_content(path: Path, kind: FileKind, filename: str) -> None:
     check_size(kind, size, filename)
     if kind is PDF:
         _check_pdf(path, filename)
-    elif kind in _OFFICE_MAIN_PARTS:
+        return None
+    if kind in _OFFICE_MAIN_PARTS:
         _check_office(path, kind, filename)
-    else:
-        _check_text(path, kind, filename)
+        return None
+    return _check_text(path, kind, filename, quick)
 
 
 def _check_pdf(path: Path, filename: str) -> None:
@@ -297,42 +353,115 @@ def _zip64_directory(f: BinaryIO, eocd_at: int, entries: int, size: int) -> tupl
     return fields[6], fields[7]
 
 
-def _check_text(path: Path, kind: FileKind, filename: str) -> None:
+def _check_text(path: Path, kind: FileKind, filename: str, quick: bool) -> str | None:
+    """Check a text file; return the codec to transcode it from, or None if it is UTF-8.
+
+    UTF-8 (with or without a BOM) goes up as it is; UTF-16 with a BOM is transcoded (file
+    search indexes UTF-8 best, and CSV needed it already). Anything else is decoded in
+    the encoding SPEC 11.4 allows for it, or refused (415): an East Asian multi-byte
+    encoding the detector is confident of, else Windows-1252.
+    """
     json_check = _JsonCheck(filename) if kind is JSON else None
     with path.open("rb") as f:
-        chunk = f.read(CHUNK_SIZE)
-        encoding, label, bom = _text_encoding(chunk)
-        chunk = chunk[len(bom) :]
-        if not chunk:
+        head = f.read(len(codecs.BOM_UTF8))
+        encoding, label, bom = _text_encoding(head)
+        if path.stat().st_size == len(bom):
             raise _empty(filename)  # a BOM alone: there is no text to index
-        decoder = codecs.getincrementaldecoder(encoding)()
-        offset = len(bom)  # file offset of the current chunk's first byte
-        while True:
-            check_deadline()
-            final = not chunk
-            pending = len(decoder.getstate()[0])
-            try:
-                text = decoder.decode(chunk, final=final)
-            except UnicodeDecodeError as exc:
-                position = offset - pending + exc.start
-                raise _mismatch(
-                    filename,
-                    kind,
-                    f"the content is not valid {label} text (bad byte at offset {position})",
-                ) from None
-            if "\x00" in text:
-                raise _mismatch(
-                    filename, kind, "the content contains a NUL character, so it is not text"
-                )
+        bad = _scan(f, len(bom), encoding, kind, filename, _NUL, json_check)
+        if bad is None:
             if json_check is not None:
-                # UTF-8 input is fed as read; UTF-16 is fed transcoded.
-                json_check.feed(chunk if encoding == "utf-8" else text.encode())
-            if final:
-                break
-            offset += len(chunk)
-            chunk = f.read(CHUNK_SIZE)
-    if json_check is not None:
-        json_check.finish()
+                json_check.finish()
+            return "utf-16" if bom in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE) else None
+        if bom or not _ascii_before(f, bad):
+            # A BOM says UTF-8, and so do UTF-8 characters before the bad byte: read as
+            # Windows-1252, each of them would become two or three wrong ones.
+            raise _mismatch(
+                filename, kind, f"the content is not valid {label} text (bad byte at offset {bad})"
+            )
+        if quick:
+            raise NotCheap(filename)
+        legacy = _legacy_encoding(f, kind, filename, bad)
+        if kind is JSON:
+            # Checked once the encoding is known, not in each encoding tried.
+            json_check = _JsonCheck(filename)
+            _scan(f, 0, legacy, kind, filename, FORBIDDEN_CONTROLS, json_check)
+            json_check.finish()
+        return legacy
+
+
+def _legacy_encoding(f: BinaryIO, kind: FileKind, filename: str, bad: int) -> str:
+    """The codec of a text file whose byte at `bad` is not UTF-8, or 415 (SPEC 11.4)."""
+    multibyte = detect_multibyte(f, bad)
+    if multibyte is not None and _scan(f, 0, multibyte, kind, filename, FORBIDDEN_CONTROLS) is None:
+        return multibyte
+    undefined = _scan(f, 0, WINDOWS_1252, kind, filename, FORBIDDEN_CONTROLS)
+    if undefined is None:
+        return WINDOWS_1252
+    f.seek(undefined)
+    byte = f.read(1)[0]
+    raise _unsupported(
+        f"{filename}: the text is not UTF-8 and its encoding could not be detected with "
+        f"confidence (byte 0x{byte:02X} at offset {undefined} is not Windows-1252 either)",
+        {"filename": filename, "mime_type": kind.mime_type, "offset": undefined},
+    )
+
+
+def _ascii_before(f: BinaryIO, end: int) -> bool:
+    """Whether `f`'s bytes before offset `end` are all ASCII."""
+    f.seek(0)
+    while end > 0:
+        check_deadline()
+        chunk = f.read(min(CHUNK_SIZE, end))
+        if not chunk.isascii():
+            return False
+        end -= len(chunk)
+    return True
+
+
+# Text in UTF-8 or UTF-16 may hold any character but NUL, as before SPEC 11.4.
+_NUL = re.compile("\x00")
+
+
+def _scan(
+    f: BinaryIO,
+    start: int,
+    encoding: str,
+    kind: FileKind,
+    filename: str,
+    forbidden: re.Pattern[str],
+    json_check: _JsonCheck | None = None,
+) -> int | None:
+    """Decode `f` from `start` to its end as `encoding`, in chunks, and check the text.
+
+    Returns the offset of the first byte that is not `encoding`, or None when all of it
+    decodes. Text holding a `forbidden` character is a 415, and so is JSON `json_check`
+    refuses (it is fed the text as UTF-8; the caller finishes it).
+    """
+    decoder = codecs.getincrementaldecoder(encoding)()
+    f.seek(start)
+    offset = start  # file offset of the current chunk's first byte
+    while True:
+        check_deadline()
+        chunk = f.read(CHUNK_SIZE)
+        final = not chunk
+        pending = len(decoder.getstate()[0])
+        try:
+            text = decoder.decode(chunk, final=final)
+        except UnicodeDecodeError as exc:
+            return offset - pending + exc.start
+        if found := forbidden.search(text):
+            raise _mismatch(filename, kind, _not_text(found.group()))
+        if json_check is not None:
+            json_check.feed(chunk if encoding == "utf-8" else text.encode())
+        if final:
+            return None
+        offset += len(chunk)
+
+
+def _not_text(character: str) -> str:
+    if character == "\x00":
+        return "the content contains a NUL character, so it is not text"
+    return f"the content contains the control character U+{ord(character):04X}, so it is not text"
 
 
 class _JsonCheck:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import BinaryIO
 
@@ -226,7 +227,7 @@ async def receive_multipart(
     max_files: int,
     max_body_bytes: int,
     reserve: Reserve | None = None,
-    check: Callable[[StagedFile], Awaitable[None]] | None = None,
+    check: Callable[[StagedFile], Awaitable[StagedFile]] | None = None,
     options: FileOptions | None = None,
 ) -> AsyncIterator[StagedFile]:
     """Yield each `files` part, validated and on disk, as soon as it has fully arrived.
@@ -235,7 +236,8 @@ async def receive_multipart(
     validated and put into `options` as they end; they apply to every file.
 
     `reserve` is awaited with the body's size so far before each chunk is parsed (and
-    any of it written). `check` runs a file's content check; the routes pass the bounded
+    any of it written). `check` runs a file's content check and returns the file to
+    yield (with the encoding to transcode it from); the routes pass the bounded
     executor's (see `ingest.content_checker`). Without one the check runs in a plain
     thread.
     """
@@ -252,12 +254,12 @@ async def receive_multipart(
                 await reserve(received)
             for staged in intake.feed(chunk):
                 if check is None:
-                    await asyncio.to_thread(
+                    encoding = await asyncio.to_thread(
                         check_content, staged.path, staged.kind, staged.filename
                     )
+                    yield replace(staged, encoding=encoding)
                 else:
-                    await check(staged)
-                yield staged
+                    yield await check(staged)
             if intake.ended:
                 break  # anything after the closing boundary is an epilogue: ignored
     finally:

@@ -46,6 +46,8 @@ class StagedFile:
     size: int
     sha256: str = ""  # of the content as received, hex (computed while it streamed in)
     options: FileOptions = field(default_factory=dict)  # the file's own (base64 route)
+    # The codec of text to transcode to UTF-8 before upload; None: it goes up as it is.
+    encoding: str | None = None
 
 
 class StagingArea:
