@@ -449,7 +449,10 @@ def test_broken_utf8_after_utf8_characters_is_rejected(
 def test_binary_declared_as_text_is_rejected(write: WriteFile, kind: FileKind) -> None:
     error = rejected(415, lambda: check_content(write(docx_bytes()), kind, "file"))
     assert error.code is ErrorCode.UNSUPPORTED_FILE_TYPE
-    assert error.message.startswith("file: the text is not UTF-8 and its encoding could not be")
+    # Its first bytes happen to be UTF-8 or not, which decides the message; 415 either way.
+    assert error.message.startswith(
+        ("file: the text is not UTF-8 and its encoding", "file: the content is not valid UTF-8")
+    )
 
 
 def test_invalid_utf8_message_gives_the_byte_offset(write: WriteFile) -> None:
@@ -877,3 +880,13 @@ def test_detection_of_a_10_mb_worst_case_stays_in_budget(write: WriteFile) -> No
         tracemalloc.stop()
     assert elapsed < 5  # ~0.1 s measured; generous for a loaded machine
     assert peak < 8 * MiB  # chunks and one sample, never the whole file
+
+
+def test_control_character_in_the_detected_encoding_rules_out_that_encoding(
+    write: WriteFile,
+) -> None:
+    # cp932 reads 0x80 as the control U+0080: not Shift_JIS, so Windows-1252 is tried
+    # (where 0x80 is the euro sign), which the Japanese text's 0x81 bytes then rule out.
+    content = (JAPANESE * 3).encode("cp932") + b"price: 5\x80\n"
+    error = rejected(415, lambda: check_content(write(content), TEXT, "x"))
+    assert "could not be detected with confidence" in error.message

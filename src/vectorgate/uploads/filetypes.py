@@ -392,8 +392,12 @@ def _check_text(path: Path, kind: FileKind, filename: str, quick: bool) -> str |
 def _legacy_encoding(f: BinaryIO, kind: FileKind, filename: str, bad: int) -> str:
     """The codec of a text file whose byte at `bad` is not UTF-8, or 415 (SPEC 11.4)."""
     multibyte = detect_multibyte(f, bad)
-    if multibyte is not None and _scan(f, 0, multibyte, kind, filename, FORBIDDEN_CONTROLS) is None:
-        return multibyte
+    if multibyte is not None:
+        # A control character here rules the candidate out rather than the file (cp932
+        # reads 0x80 as U+0080, where Windows-1252 has the euro sign).
+        decodes = _scan(f, 0, multibyte, kind, filename, FORBIDDEN_CONTROLS, refuse=False)
+        if decodes is None:
+            return multibyte
     undefined = _scan(f, 0, WINDOWS_1252, kind, filename, FORBIDDEN_CONTROLS)
     if undefined is None:
         return WINDOWS_1252
@@ -430,11 +434,14 @@ def _scan(
     filename: str,
     forbidden: re.Pattern[str],
     json_check: _JsonCheck | None = None,
+    *,
+    refuse: bool = True,
 ) -> int | None:
     """Decode `f` from `start` to its end as `encoding`, in chunks, and check the text.
 
     Returns the offset of the first byte that is not `encoding`, or None when all of it
-    decodes. Text holding a `forbidden` character is a 415, and so is JSON `json_check`
+    decodes. Text holding a `forbidden` character is a 415 (without `refuse`, it counts
+    as not `encoding`: the offset of its chunk is returned), and so is JSON `json_check`
     refuses (it is fed the text as UTF-8; the caller finishes it).
     """
     decoder = codecs.getincrementaldecoder(encoding)()
@@ -450,6 +457,8 @@ def _scan(
         except UnicodeDecodeError as exc:
             return offset - pending + exc.start
         if found := forbidden.search(text):
+            if not refuse:
+                return offset
             raise _mismatch(filename, kind, _not_text(found.group()))
         if json_check is not None:
             json_check.feed(chunk if encoding == "utf-8" else text.encode())
