@@ -175,7 +175,12 @@ async def ingest(
 
         uploaded = UploadedFiles(client, vector_store_id, on_add=journal)
         skipper = (
-            Skipper(resources.sessionmaker, organization_id, vector_store_id)
+            Skipper(
+                resources.sessionmaker,
+                organization_id,
+                vector_store_id,
+                wait_s=settings.duplicate_wait_s,
+            )
             if on_duplicate == "skip"
             else None
         )

@@ -69,6 +69,9 @@ class Settings(BaseSettings):
     # Lease of a running request's Idempotency-Key, renewed while it runs: a retry after
     # its worker died waits at most this long.
     idempotency_lease_s: float = Field(default=60, gt=0)
+    # How long an upload with on_duplicate=skip waits for a concurrent request uploading
+    # the same file before it answers 409 (SPEC 11.2; see vector_stores/duplicates.py).
+    duplicate_wait_s: float = Field(default=10, gt=0, le=60)
     # Upstream calls a client waits on, and the purge of expired rows:
     # OpenAI answers these small reads and deletes in well under a second; 10 s is ample.
     interactive_upstream_timeout_s: float = Field(default=10, gt=0)

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.e2e
 
 UPSTREAM_DIALECTS = ("openai", "llama_stack")
 # Long enough for Llama Stack, which sends no poll-after header (the poller waits 1 s).
-SERVICE_SETTINGS = {"batch_timeout_s": "20"}
+SERVICE_SETTINGS = {"batch_timeout_s": "20", "duplicate_wait_s": "3"}
 
 
 @pytest.fixture
@@ -271,3 +271,57 @@ def test_flowise_respond_async_answers_202_once_the_batch_exists(
     [file] = body["files"]
     assert file["processing_status"] in ("pending", "processing")
     assert wait_until_final(client, tenant, store, file["id"])["processing_status"] == "completed"
+
+
+def test_a_skip_that_waits_too_long_for_a_concurrent_upload_is_a_409(
+    client: httpx.Client, fake: FakeOpenAI, tenant: Tenant, store: str
+) -> None:
+    """The first request holds the file's claim for the 6 s its upload takes; the second
+    waits `duplicate_wait_s` (3 s here), then answers 409 and leaves nothing upstream."""
+    fake.upload_read_delay = 6.0
+    first: list[httpx.Response] = []
+
+    def slow() -> None:
+        with httpx.Client(base_url=str(client.base_url), timeout=60) as own:
+            first.append(upload(own, tenant, store, entry("a.txt", "same\n"), on_duplicate="skip"))
+
+    thread = threading.Thread(target=slow)
+    thread.start()
+    deadline = time.monotonic() + 5
+    while not any(m == "POST" and p == "/files" for m, p, _ in fake.requests):
+        assert time.monotonic() < deadline, "the first upload did not start"
+        time.sleep(0.02)
+    second = upload(
+        client, tenant, store, entry("a.txt", "same\n"), entry("b.txt", "other\n"),
+        on_duplicate="skip",
+    )  # fmt: skip
+    body = assert_error(second, 409, "CONFLICT")
+    assert second.headers["Retry-After"] == "5"
+    assert "a.txt" in body["message"]
+    thread.join()
+    assert first[0].status_code == 200, first[0].text
+    # b.txt of the refused request was deleted again (or never sent): only a.txt is left.
+    deadline = time.monotonic() + 5
+    while len(live_files(fake, tenant)) != 1:
+        assert time.monotonic() < deadline, live_files(fake, tenant)
+        time.sleep(0.05)
+    assert live_files(fake, tenant) == [first[0].json()["files"][0]["file_id"]]
+
+
+def test_flowise_replace_removes_the_older_version_once_the_new_one_is_processed(
+    client: httpx.Client, fake: FakeOpenAI, tenant: Tenant, store: str
+) -> None:
+    old = flowise(client, tenant, store, [Part("guide.md", b"# v1\n", "text/markdown")])
+    assert old.status_code == 200, old.text
+    new = flowise(
+        client, tenant, store, [Part("guide.md", b"# v2\n", "text/markdown")],
+        on_duplicate="replace",
+    )  # fmt: skip
+    assert new.status_code == 200, new.text
+    old_id, new_id = old.json()[0]["id"], new.json()[0]["id"]
+    deadline = time.monotonic() + 15
+    while old_id in live_files(fake, tenant):
+        assert time.monotonic() < deadline, "the replaced file was not deleted upstream"
+        time.sleep(0.05)
+    assert fake.vector_store_files(store) == [new_id]
+    assert status(client, tenant, store, new_id)["processing_status"] == "completed"

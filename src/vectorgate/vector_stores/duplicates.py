@@ -11,7 +11,8 @@ CLAIM_POLL_S, until the first request ends. A request saves its file records in 
 same transaction that gives its slots back, so the moment the claim dies the records
 are there (the second request then skips), or the first request failed and left none
 (the second takes the claim over and uploads). A claim whose slot expired (its worker
-died) is taken over at once. The wait is bounded: past CLAIM_WAIT_S, 409.
+died) is taken over at once. The wait is bounded: past `wait_s`
+(VECTORGATE_DUPLICATE_WAIT_S), 409.
 
 `replace` uploads the file; once its record is `completed`, the store's older records
 of the same filename are removed and their files detached and deleted upstream through
@@ -40,8 +41,6 @@ from vectorgate.vector_stores.models import DuplicateClaim, VectorStore, VectorS
 
 OnDuplicate = Literal["allow", "skip", "replace"]
 
-# How long a request waits for a concurrent one uploading the same file with `skip`.
-CLAIM_WAIT_S = 10.0
 CLAIM_POLL_S = 0.1
 RETRY_AFTER_S = 5
 
@@ -77,6 +76,7 @@ class Skipper:
     sessionmaker: async_sessionmaker[AsyncSession]
     organization_id: str
     vector_store_id: str
+    wait_s: float
     claimed: dict[str, str] = field(default_factory=dict)  # claim key -> slot id
     positions: dict[str, int] = field(default_factory=dict)  # claim key -> file position
 
@@ -88,7 +88,7 @@ class Skipper:
         key = claim_key(file.filename, file.sha256)
         if key in self.positions:
             return self.positions[key]
-        give_up = time.monotonic() + CLAIM_WAIT_S
+        give_up = time.monotonic() + self.wait_s
         while True:
             async with self.sessionmaker() as session:
                 record = await find_duplicate(
