@@ -190,7 +190,7 @@ async def ingest(
                 with phase(request, "intake"):
                     async for file in receive(workdir, slots.cover):
                         received.append(file)
-                        if quota is not None:  # a no-op where the route held them all
+                        if quota is not None:  # an upload token holds each file
                             await quota.cover(len(received))
                         await slots.take(1)
                         if skipper is not None:

@@ -10,6 +10,7 @@ import textwrap
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -358,3 +359,29 @@ def test_concurrent_duplicates_upload_once(
         thread.join()
     assert sorted(r.status_code for r in responses) == [200, 409, 409, 409]
     assert len(fake.files_for(tenant.openai_key)) == 1
+
+
+def test_files_go_upstream_while_the_body_streams_and_a_later_refusal_deletes_them(
+    client: httpx.Client, fake: FakeOpenAI, tenant: Tenant, store: str
+) -> None:
+    """SPEC 3.2: a file may be uploaded as soon as it has arrived and passed its checks;
+    when a later file is refused, nothing of the request stays upstream."""
+    good = json.dumps(entry("a.txt", b"alpha\n", "text/plain"))
+    bad = json.dumps({"filename": "b.txt", "content": "not base64!", "mime_type": "text/plain"})
+
+    def body() -> Iterator[bytes]:
+        yield b'{"files": [' + good.encode() + b", "
+        deadline = time.monotonic() + 10
+        while not fake.files_for(tenant.openai_key) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert fake.files_for(tenant.openai_key), "the first file was not uploaded at once"
+        yield bad.encode() + b"]}"
+
+    response = client.post(
+        f"/v1/organizations/{tenant.org_id}/vector-stores/{store}/files/upload-base64",
+        content=body(),
+        headers={**tenant.headers, "Content-Type": "application/json"},
+    )
+    assert_error(response, 400, "INVALID_BASE64")
+    assert fake.files_for(tenant.openai_key) == []
+    assert fake.vector_store_files(store) == []

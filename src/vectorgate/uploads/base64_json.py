@@ -994,22 +994,50 @@ async def receive_base64_json(
     check: Callable[[StagedFile], Awaitable[StagedFile]] | None = None,
     options: FileOptions | None = None,
 ) -> list[StagedFile]:
-    """Read a base64 JSON upload body into validated files in `workdir`, in request order.
+    """Every file of the body, once all of it has been read and found valid (see
+    `stream_base64_json`): the first invalid thing raises, and nothing is returned."""
+    return [
+        file
+        async for file in stream_base64_json(
+            chunks,
+            workdir,
+            max_files=max_files,
+            max_body_bytes=max_body_bytes,
+            reserve=reserve,
+            check=check,
+            options=options,
+        )
+    ]
+
+
+async def stream_base64_json(
+    chunks: AsyncIterator[bytes],
+    workdir: Path,
+    *,
+    max_files: int,
+    max_body_bytes: int,
+    reserve: Reserve | None = None,
+    check: Callable[[StagedFile], Awaitable[StagedFile]] | None = None,
+    options: FileOptions | None = None,
+) -> AsyncIterator[StagedFile]:
+    """Yield each file of a base64 JSON upload body, validated and in `workdir`, as soon
+    as its entry has closed and its content passed its check, in request order.
 
     Each file carries its own `attributes` / `chunking_strategy` (validated); the body's
-    top-level ones are put into `options` when given.
+    top-level ones are put into `options` when the body has ended (they may follow
+    `files`), so they are read only then.
 
     `check` runs a file's content check and returns the file to keep (with the encoding
     to transcode it from); the route passes the bounded executor's (see
     `ingest.content_checker`). Without one the check runs in a plain thread.
 
-    All or nothing: the first invalid thing raises an AppError (400, 413 or 415) and
-    nothing is returned; files already written stay in `workdir` for the caller to
-    remove with it. Every temp file handle is closed on every path. `reserve` is awaited
-    with the body's size so far before each chunk is parsed (and any of it written).
+    The first invalid thing raises an AppError (400, 413 or 415), possibly after files
+    were yielded: the caller undoes what it did with them (all or nothing for the
+    client; see ingest). Files written stay in `workdir` for the caller to remove with
+    it. Every temp file handle is closed on every path. `reserve` is awaited with the
+    body's size so far before each chunk is parsed (and any of it written).
     """
     parser = _Parser(workdir, max_files)
-    checked: list[StagedFile] = []  # as `check` returned them, with their encoding
     received = 0
     try:
         async for chunk in chunks:
@@ -1025,16 +1053,15 @@ async def receive_base64_json(
                     encoding = await asyncio.to_thread(
                         check_content, staged.path, staged.kind, staged.filename
                     )
-                    checked.append(replace(staged, encoding=encoding))
+                    yield replace(staged, encoding=encoding)
                 else:
-                    checked.append(await check(staged))
+                    yield await check(staged)
         async for _ in _parsed(parser, None):
             pass  # the body ended: nothing completes here, the document must be whole
     finally:
         parser.close()
     if options is not None:
         options.update(parser.options)
-    return checked
 
 
 async def _parsed(parser: _Parser, chunk: bytes | None) -> AsyncIterator[StagedFile]:

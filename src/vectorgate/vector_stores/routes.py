@@ -27,7 +27,7 @@ from vectorgate.ingest import content_checker, ingest, reject_oversized_body
 from vectorgate.limits import json_body, json_request_body
 from vectorgate.schemas import ID_PATTERN
 from vectorgate.upload_tokens.service import TokenQuota
-from vectorgate.uploads.base64_json import receive_base64_json
+from vectorgate.uploads.base64_json import stream_base64_json
 from vectorgate.uploads.idempotency import HashingStream, idempotent
 from vectorgate.uploads.options import OPTIONS_SCHEMA
 from vectorgate.uploads.staging import FileOptions, Reserve, StagedFile
@@ -206,9 +206,10 @@ async def upload_base64(
     quota = TokenQuota(resources.sessionmaker, token.id) if token is not None else None
     options: FileOptions = {}
 
-    async def receive(workdir: Path, reserve: Reserve) -> AsyncIterator[StagedFile]:
-        # All or nothing: every file is validated before the first one goes upstream.
-        files = await receive_base64_json(
+    def receive(workdir: Path, reserve: Reserve) -> AsyncIterator[StagedFile]:
+        # Each file goes upstream as soon as it has arrived and passed its checks; a
+        # later refusal deletes them again (SPEC 3.2: nothing of the request stays).
+        return stream_base64_json(
             aiter(body),
             workdir,
             max_files=settings.max_files_per_request,
@@ -217,10 +218,6 @@ async def upload_base64(
             check=content_checker(resources, caller.organization_id),
             options=options,
         )
-        if quota is not None:  # the whole request against the token, before any upload
-            await quota.cover(len(files))
-        for file in files:
-            yield file
 
     async def handle() -> dict[str, Any]:
         async with ingest(
