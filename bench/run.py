@@ -19,6 +19,9 @@ S4  raw drain rate of a minimal ASGI app (curl, 500 MiB) next to vectorgate's in
 
 Hashing: the CPU seconds SHA-256 takes over S1's files in 64 KiB chunks (what the
 parsers do as the bytes stream in, for SPEC 11.2), as a share of S1's and S2's wall time.
+With `--only S1` or `--only S2`, a second `vectorgate serve` whose parsers hash nothing
+(bench/no_hashing) takes turns with the first and the baseline, and the difference
+between the two services (wall time, service CPU) is what hashing costs.
 """
 
 from __future__ import annotations
@@ -44,7 +47,14 @@ import httpx
 import openai
 
 from vectorgate.testing import samples
-from vectorgate.testing.service import free_port, new_tenant, run_cli, serve, service_env
+from vectorgate.testing.service import (
+    RunningService,
+    free_port,
+    new_tenant,
+    run_cli,
+    serve,
+    service_env,
+)
 
 MiB = 1024 * 1024
 ROOT = Path(__file__).resolve().parent.parent
@@ -200,6 +210,21 @@ class Setup:
     store: str
 
 
+def bench_setup(env: dict[str, str], service: RunningService, fake_url: str) -> Setup:
+    """An organization with a credential and a store on `service`, warmed up."""
+    tenant = new_tenant(env, "bench")
+    store = run_cli(
+        env, "vector-stores", "register", "--org", tenant.org_id,
+        "--credential", tenant.credential_id, "--create", "bench",
+    )["id"]  # fmt: skip
+    setup = Setup(
+        service.base_url, service.pid, fake_url, tenant.api_key, tenant.org_id,
+        tenant.credential_id, tenant.openai_key, store,
+    )  # fmt: skip
+    httpx.get(f"{service.base_url}/healthz")  # warm up
+    return setup
+
+
 def delete_all_files(fake_url: str, openai_key: str) -> None:
     """Keep the fake's spool from filling the disk between runs."""
 
@@ -276,6 +301,7 @@ def s2_vectorgate(setup: Setup, body: Path, result: Runs) -> None:
         f"{setup.service_url}/v1/organizations/{setup.org}/vector-stores/{setup.store}"
         "/files/upload-base64"
     )
+    cpu_before = cpu_seconds(setup.service_pid)
     with rss_growth(setup.service_pid) as growth:
         wall, status, headers = curl_post(
             url, "-H", f"X-API-Key: {setup.api_key}", "-H", "Content-Type: application/json",
@@ -283,7 +309,8 @@ def s2_vectorgate(setup: Setup, body: Path, result: Runs) -> None:
         )  # fmt: skip
     assert status == 200, status
     size = body.stat().st_size
-    result.add(wall, growth[0], intake_mib_s=size / MiB / intake_seconds(headers))
+    cpu = cpu_seconds(setup.service_pid) - cpu_before
+    result.add(wall, growth[0], intake_mib_s=size / MiB / intake_seconds(headers), cpu_s=cpu)
     delete_all_files(setup.fake_url, setup.openai_key)
 
 
@@ -446,16 +473,7 @@ def main() -> None:
         naive = stack.enter_context(uvicorn_app("bench.apps:naive"))
         drain = stack.enter_context(uvicorn_app("bench.apps:drain"))
 
-        tenant = new_tenant(env, "bench")
-        store = run_cli(
-            env, "vector-stores", "register", "--org", tenant.org_id,
-            "--credential", tenant.credential_id, "--create", "bench",
-        )["id"]  # fmt: skip
-        setup = Setup(
-            service.base_url, service.pid, fake.url, tenant.api_key, tenant.org_id,
-            tenant.credential_id, tenant.openai_key, store,
-        )  # fmt: skip
-        httpx.get(f"{service.base_url}/healthz")  # warm up
+        setup = bench_setup(env, service, fake.url)
 
         n = args.runs
         print(f"benchmark: {n} runs per scenario, median reported", file=sys.stderr)
@@ -472,12 +490,33 @@ def main() -> None:
                     lambda r: s3_direct(setup, args.requests, r),
                 ),
             }[args.only]
+            unhashed: Runs | None = None
+            if args.only in ("S1", "S2"):
+                # The same service with hashing off, beside it (see the docstring).
+                plain_dir = root / "service-no-hashing"
+                plain_dir.mkdir()
+                plain_env = service_env(
+                    plain_dir, f"sqlite+aiosqlite:///{plain_dir}/vg.db", fake.url
+                ) | {"PYTHONPATH": str(Path(__file__).resolve().parent / "no_hashing")}
+                plain_service = stack.enter_context(
+                    serve(plain_env, log_path=root / "service-no-hashing.log")
+                )
+                plain = bench_setup(plain_env, plain_service, fake.url)
+                unhashed = Runs()
+                without = {
+                    "S1": lambda r: s1_vectorgate(plain, paths, r),
+                    "S2": lambda r: s2_vectorgate(plain, body, r),
+                }[args.only]
+                only(Runs())  # one unmeasured run each: both services fully started
+                without(Runs())
             # The scenario and its baseline take turns, so that the machine's load weighs on
             # both alike.
             runs, base = Runs(), Runs()
             for _ in range(n):
                 only(runs)
                 baseline(base)
+                if unhashed is not None:
+                    without(unhashed)
             print(f"{args.only}: walls {runs.walls} {runs.extra}")
             print(f"{args.only} baseline: walls {base.walls} {base.extra}")
             print(f"{args.only}: median wall {runs.wall():.3f} s, baseline {base.wall():.3f} s")
@@ -485,9 +524,22 @@ def main() -> None:
                 print(f"{args.only}: wall ratio {runs.wall() / base.wall():.3f}")
                 hashing = statistics.median(hashing_seconds(paths) for _ in range(n))
                 print(
-                    f"{args.only}: hashing {hashing:.3f} CPU s, "
+                    f"{args.only}: SHA-256 of the files alone {hashing:.3f} CPU s, "
                     f"{100 * hashing / runs.wall():.1f}% of its wall time"
                 )
+                assert unhashed is not None
+                print(f"{args.only} without hashing: walls {unhashed.walls} {unhashed.extra}")
+                share = 1 - unhashed.wall() / runs.wall()
+                print(
+                    f"{args.only}: median wall {runs.wall():.3f} s hashing, "
+                    f"{unhashed.wall():.3f} s not: hashing costs {100 * share:.1f}% of the wall"
+                )
+                if "cpu_s" in runs.extra:
+                    cpu_with, cpu_without = runs.median("cpu_s"), unhashed.median("cpu_s")
+                    print(
+                        f"{args.only}: median service CPU {cpu_with:.3f} s hashing, "
+                        f"{cpu_without:.3f} s not ({100 * (1 - cpu_without / cpu_with):.1f}%)"
+                    )
             else:
                 print(f"S3: throughput ratio {runs.median('rps') / base.median('rps'):.3f}")
             if "cpu_s" in runs.extra:

@@ -83,7 +83,6 @@ from __future__ import annotations
 
 import asyncio
 import codecs
-import hashlib
 import json
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator
@@ -94,6 +93,7 @@ from typing import BinaryIO, TypeVar
 import pybase64
 
 from vectorgate.errors import AppError, ErrorCode, bad_request, body_too_large
+from vectorgate.uploads import staging
 from vectorgate.uploads.filenames import clean_filename
 from vectorgate.uploads.filetypes import (
     MAX_FILE_BYTES,
@@ -227,7 +227,7 @@ class _Base64Sink:
         self.padded = False
         self.file: BinaryIO | None = path.open("wb", buffering=_WRITE_BUFFER)
         # The content's SHA-256, computed as it is decoded (SPEC 11.2): no second read.
-        self.sha256 = hashlib.sha256()
+        self.sha256 = staging.content_hash()
 
     def feed(self, text: bytes) -> None:
         """Take the next unescaped run. Raises _InvalidBase64 as soon as the run holds a

@@ -14,7 +14,6 @@ does the awaiting (content checks in a thread) between chunks.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
@@ -24,6 +23,7 @@ from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from vectorgate.errors import AppError, ErrorCode, bad_request, body_too_large
+from vectorgate.uploads import staging
 from vectorgate.uploads.filenames import clean_filename, parse_content_disposition
 from vectorgate.uploads.filetypes import FileKind, check_content, check_size, kind_for
 from vectorgate.uploads.options import OPTION_NAMES, parse_option_text
@@ -64,7 +64,7 @@ class _Part:
         self.filename = ""
         self.kind: FileKind | None = None
         self.size = 0
-        self.sha256 = hashlib.sha256()  # of a file part's content, as it arrives
+        self.sha256 = staging.content_hash()  # of a file part's content, as it arrives
         self.option: str | None = None  # `attributes` or `chunking_strategy` (SPEC 11.1)
         self.option_text = bytearray()
 
