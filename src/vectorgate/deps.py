@@ -27,6 +27,7 @@ from vectorgate.settings import Settings
 from vectorgate.upload_tokens.service import authenticate_upload_token
 from vectorgate.uploads.staging import StagingArea
 from vectorgate.uploads.work import ContentWork
+from vectorgate.upstream.coalesce import BatchCoalescer
 from vectorgate.vector_stores.stream_slots import StreamSlots
 
 
@@ -41,6 +42,7 @@ class Resources:
     staging: StagingArea
     content_work: ContentWork
     event_streams: StreamSlots = field(default_factory=StreamSlots)
+    batches: BatchCoalescer = field(default_factory=BatchCoalescer)
 
 
 def get_resources(request: Request) -> Resources:

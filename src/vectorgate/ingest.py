@@ -9,6 +9,7 @@ of the request is detached and deleted before the error goes on.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field, replace
@@ -33,7 +34,8 @@ from vectorgate.uploads.filetypes import FileKind, NotCheap, cheap_to_check, che
 from vectorgate.uploads.slots import UploadSlots
 from vectorgate.uploads.staging import FileOptions, Reserve, StagedFile
 from vectorgate.upstream import journal as upstream_journal
-from vectorgate.upstream.batch import create_batch
+from vectorgate.upstream.batch import create_batch, shared_options
+from vectorgate.upstream.coalesce import BatchCoalescer
 from vectorgate.upstream.compensate import UploadedFiles
 from vectorgate.upstream.upload import upload_files
 from vectorgate.vector_stores.duplicates import OnDuplicate, Skipper
@@ -102,6 +104,26 @@ def _with_encoding(file: StagedFile, encoding: str | None) -> StagedFile:
     return file if encoding is None else replace(file, encoding=encoding)
 
 
+async def new_batch(
+    coalescer: BatchCoalescer | None,
+    key: tuple[str, ...],
+    client: openai.AsyncOpenAI,
+    vector_store_id: str,
+    file_ids: list[str],
+    options: list[FileOptions],
+) -> VectorStoreFileBatch:
+    """The request's batch: its own, or one shared with concurrent requests of the same
+    store whose files carry the same options (`coalescer`)."""
+    shared = shared_options(options)
+    if coalescer is None or shared is None:
+        return await create_batch(client, vector_store_id, file_ids, options)
+    return await coalescer.create(
+        (*key, json.dumps(shared, sort_keys=True)),
+        file_ids,
+        lambda ids: create_batch(client, vector_store_id, ids, [shared] * len(ids)),
+    )
+
+
 def reject_oversized_body(request: Request, settings: Settings) -> None:
     """413 at once for a declared Content-Length no valid upload can have."""
     declared = declared_length(request)
@@ -122,6 +144,7 @@ async def ingest(
     quota: TokenQuota | None = None,
     options: FileOptions | None = None,
     on_duplicate: OnDuplicate = "allow",
+    coalesce: bool = False,
 ) -> AsyncIterator[Ingested]:
     """Receive, validate and upload a request's files as one batch; undo it all on failure.
 
@@ -138,7 +161,8 @@ async def ingest(
     `receive` may still fill in after the first files: they are read when the batch is
     created, each file's own replacing them key by key. With `on_duplicate="skip"` a
     file that duplicates a record (or an earlier file of the request) is not uploaded
-    (see vector_stores/duplicates.py).
+    (see vector_stores/duplicates.py). With `coalesce`, the batch call may be shared
+    with concurrent requests to the same store (see upstream/coalesce.py).
     """
     settings = resources.settings
     ensure_free_space(settings.resolved_temp_dir, settings.min_free_disk_bytes)  # else 507
@@ -242,11 +266,16 @@ async def ingest(
                     backoff_s=settings.retry_backoff_s,
                 )
                 sent_options = [{**request_options, **file.options} for file in staged]
-                batch = (
-                    await create_batch(client, vector_store_id, files, sent_options)
-                    if files
-                    else None
-                )
+                batch = None
+                if files:
+                    batch = await new_batch(
+                        resources.batches if coalesce else None,
+                        (organization_id, credential_id, vector_store_id),
+                        client,
+                        vector_store_id,
+                        [f.id for f in files],
+                        sent_options,
+                    )
             ingested = Ingested(
                 staged,
                 files,

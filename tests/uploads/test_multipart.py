@@ -218,3 +218,24 @@ async def test_form_fields_over_their_byte_budget_are_413(tmp_path: Path, where:
     assert (caught.value.status, caught.value.code) == (413, "FILE_TOO_LARGE")
     assert str(MAX_OTHER_PART_BYTES) in caught.value.message
     assert list(tmp_path.iterdir()) == []
+
+
+async def test_an_empty_option_part_is_no_option(tmp_path: Path) -> None:
+    """A form's option field left blank (the /docs page, a browser form) sends nothing."""
+    options: dict[str, object] = {}
+    body = multipart_body(
+        [Part(None, b"", field="attributes"), PARTS[0], Part(None, b" ", field="chunking_strategy")]
+    )
+    staged = [
+        s
+        async for s in receive_multipart(
+            chunked(body, [len(body)]),
+            content_type(),
+            tmp_path,
+            max_files=10,
+            max_body_bytes=MiB,
+            options=options,
+        )
+    ]
+    assert [s.filename for s in staged] == ["a.pdf"]
+    assert options == {}

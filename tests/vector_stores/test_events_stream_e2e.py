@@ -37,6 +37,8 @@ STATUS_KEYS = {
     "filename",
     "processing_status",
     "error_message",
+    "attributes",
+    "sha256",
     "created_at",
     "updated_at",
 }

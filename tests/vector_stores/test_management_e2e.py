@@ -36,6 +36,9 @@ FILE_RECORD_FIELDS = {
     "mime_type",
     "processing_status",
     "error_message",
+    "attributes",
+    "sha256",
+    "chunking_strategy",
     "created_at",
     "updated_at",
 }
@@ -561,7 +564,7 @@ def test_file_records_list_newest_first_with_their_final_status(
         record = by_id[uploaded["id"]]
         assert set(record) == FILE_RECORD_FIELDS
         assert record["vector_store_id"] == records.vector_store_id
-        for key in ("file_id", "filename", "size", "mime_type", "created_at"):
+        for key in ("file_id", "filename", "size", "mime_type", "sha256", "created_at"):
             assert record[key] == uploaded[key]
         final = records.finals[uploaded["id"]]
         for key in ("processing_status", "error_message"):

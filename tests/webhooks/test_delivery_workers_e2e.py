@@ -38,7 +38,6 @@ pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 UPLOADS = 50
 THREADS = 10
 # Per receiver: a file.completed and a batch.completed per single-file upload.
-EXPECTED = 2 * UPLOADS
 
 
 @pytest.fixture(scope="module")
@@ -109,7 +108,11 @@ def test_two_workers_deliver_each_event_to_each_webhook_exactly_once(
         hooks = [(add_webhook(running, tenant, r), r) for r in (first, second)]
         with ThreadPoolExecutor(THREADS) as pool:
             records = list(pool.map(upload, range(UPLOADS)))
-        wait_for_count([first, second], EXPECTED)
+        # A file.completed per file, a batch.completed per batch: concurrent uploads to
+        # one store may share a batch (upstream/coalesce.py).
+        batch_ids = {b.id for b in fake.batches}
+        expected = UPLOADS + len(batch_ids)
+        wait_for_count([first, second], expected)
         time.sleep(1.0)  # a duplicate would arrive about now
 
         file_ids = sorted(r["id"] for r in records)
@@ -118,7 +121,7 @@ def test_two_workers_deliver_each_event_to_each_webhook_exactly_once(
         for webhook, receiver in hooks:
             received = receiver.snapshot()
             counts = Counter(r.webhook_id for r in received)
-            assert len(received) == EXPECTED, [i for i, n in counts.items() if n > 1]
+            assert len(received) == expected, [i for i, n in counts.items() if n > 1]
             assert set(counts.values()) == {1}  # no webhook-id twice
             events = [r.verify(webhook["secret"]) for r in received]
             for request, event in zip(received, events, strict=True):
@@ -126,15 +129,15 @@ def test_two_workers_deliver_each_event_to_each_webhook_exactly_once(
                 assert event["organization_id"] == tenant.org_id
             completed = [e for e in events if e["type"] == "file.completed"]
             batches = [e for e in events if e["type"] == "batch.completed"]
-            assert len(completed) == len(batches) == UPLOADS, (
+            assert (len(completed), len(batches)) == (UPLOADS, len(batch_ids)), (
                 Counter(e["type"] for e in events),
                 Counter(e["data"].get("error_message") for e in events),
             )
             assert sorted(e["data"]["id"] for e in completed) == file_ids
-            # One batch per upload, each with its one file, none counted twice.
+            # Each file in exactly one batch's event, each batch once.
             assert sorted(f["id"] for e in batches for f in e["data"]["files"]) == file_ids
-            assert len({e["data"]["batch_id"] for e in batches}) == UPLOADS
-            assert all(e["data"]["counts"] == {"completed": 1, "failed": 0} for e in batches)
+            assert {e["data"]["batch_id"] for e in batches} == batch_ids
+            assert all(e["data"]["counts"]["failed"] == 0 for e in batches)
             event_ids.append(set(counts))
         # The same events went to both webhooks.
         assert event_ids[0] == event_ids[1]
@@ -146,6 +149,6 @@ def test_two_workers_deliver_each_event_to_each_webhook_exactly_once(
             if all(d["status"] == "delivered" for d in shown) or time.monotonic() > deadline:
                 break
             time.sleep(0.1)
-        assert len(shown) == EXPECTED
+        assert len(shown) == expected
         assert {d["event_id"] for d in shown} == event_ids[0]
-        assert Counter((d["status"], d["attempts"]) for d in shown) == {("delivered", 1): EXPECTED}
+        assert Counter((d["status"], d["attempts"]) for d in shown) == {("delivered", 1): expected}

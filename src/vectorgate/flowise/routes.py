@@ -25,7 +25,7 @@ from vectorgate.schemas import ID_PATTERN
 from vectorgate.upload_tokens.service import TokenQuota
 from vectorgate.uploads.idempotency import HashingStream, idempotent
 from vectorgate.uploads.multipart import FILES_FIELD, receive_multipart
-from vectorgate.uploads.options import OPTIONS_SCHEMA
+from vectorgate.uploads.options import OPTION_PARTS_SCHEMA
 from vectorgate.uploads.staging import FileOptions, Reserve, StagedFile
 from vectorgate.upstream.batch import raise_for_failures, wait_for_batch
 from vectorgate.upstream.client import client_for, interactive
@@ -103,7 +103,7 @@ _MULTIPART_BODY: dict[str, Any] = {
                             "minItems": 1,
                             "items": {"type": "string", "format": "binary"},
                         },
-                        **OPTIONS_SCHEMA,
+                        **OPTION_PARTS_SCHEMA,
                     },
                 }
             }

@@ -7,7 +7,9 @@ started again on the same port: a receiver that is down and comes back).
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -44,6 +46,7 @@ class Receiver:
         self.received: list[Received] = []
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
+        self._connections: set[socket.socket] = set()  # kept alive by HTTP/1.1 clients
         self._thread: threading.Thread | None = None
         self.port = port
         self.start()
@@ -57,6 +60,16 @@ class Receiver:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+
+            def setup(self) -> None:
+                super().setup()
+                with receiver._lock:
+                    receiver._connections.add(self.connection)
+
+            def finish(self) -> None:
+                with receiver._lock:
+                    receiver._connections.discard(self.connection)
+                super().finish()
 
             def do_POST(self) -> None:  # noqa: N802 (the stdlib's name)
                 length = int(self.headers.get("content-length", "0"))
@@ -82,11 +95,17 @@ class Receiver:
         self._thread.start()
 
     def stop(self) -> None:
-        """Down: connections to the port are refused until `start`."""
+        """Down: connections to the port are refused until `start`, and the ones a client
+        kept alive are closed (else a request on one would still be answered)."""
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
+        with self._lock:
+            kept, self._connections = self._connections, set()
+        for connection in kept:
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
 
     def events(self) -> list[Any]:
         with self._lock:

@@ -200,10 +200,12 @@ class _MultipartIntake:
         part = self.part
         if part.option is not None:
             # Validated when it ends, wherever it is: files before it are uploading by
-            # now, and a refusal here deletes them again (see ingest).
-            self.options[part.option] = parse_option_text(
-                part.option, bytes(part.option_text), part.option
-            )
+            # now, and a refusal here deletes them again (see ingest). An empty part (a
+            # form's field left blank) is no option.
+            if part.option_text.strip():
+                self.options[part.option] = parse_option_text(
+                    part.option, bytes(part.option_text), part.option
+                )
             return
         if part.file is None or part.path is None or part.kind is None:
             return

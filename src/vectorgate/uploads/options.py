@@ -230,7 +230,7 @@ def validate_option(name: str, value: object, where: str) -> object:
     return validate_chunking_strategy(value, where)
 
 
-# The two options in an OpenAPI request body (multipart part or JSON key).
+# The two options as keys of the base64 route's JSON body (OpenAPI).
 OPTIONS_SCHEMA: dict[str, Any] = {
     ATTRIBUTES: {
         "type": "object",
@@ -242,5 +242,21 @@ OPTIONS_SCHEMA: dict[str, Any] = {
         "type": "object",
         "description": '{"type": "auto"} or {"type": "static", "static": '
         '{"max_chunk_size_tokens": 100-4096, "chunk_overlap_tokens": <= half}}',
+    },
+}
+
+# The two options as text parts of the multipart route (OpenAPI): JSON text, which a form
+# (the /docs page's, a browser's) sends as typed; an empty part is no option. The
+# examples change nothing, so a form that sends them as they are uploads as without.
+OPTION_PARTS_SCHEMA: dict[str, Any] = {
+    ATTRIBUTES: {
+        "type": "string",
+        "description": f"JSON text: {OPTIONS_SCHEMA[ATTRIBUTES]['description']}",
+        "example": "{}",
+    },
+    CHUNKING_STRATEGY: {
+        "type": "string",
+        "description": f"JSON text: {OPTIONS_SCHEMA[CHUNKING_STRATEGY]['description']}",
+        "example": '{"type": "auto"}',
     },
 }

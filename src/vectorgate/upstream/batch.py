@@ -8,7 +8,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import openai
-from openai.types import FileObject
 from openai.types.vector_stores import VectorStoreFile, VectorStoreFileBatch
 
 from vectorgate.errors import AppError, ErrorCode
@@ -21,26 +20,36 @@ _MIN_POLL_S = 0.05
 _MAX_POLL_S = 5.0
 
 
+def shared_options(options: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
+    """The options every file has (those given, None values left out), or None when they
+    differ from file to file."""
+    given = [{k: v for k, v in o.items() if v is not None} for o in options]
+    return given[0] if all(g == given[0] for g in given) else None
+
+
 async def create_batch(
     client: openai.AsyncOpenAI,
     vector_store_id: str,
-    files: Sequence[FileObject],
+    file_ids: Sequence[str],
     options: Sequence[Mapping[str, Any]],
 ) -> VectorStoreFileBatch:
-    """One batch of `files`, each with its `options` (attributes, chunking strategy).
+    """One batch of the files `file_ids`, each with its `options` (attributes, chunking
+    strategy).
 
     When every file has the same options (always so on the multipart route), they go as
     `file_ids` with the options at the top level, which OpenAI applies to every file and
     which Llama Stack, whose batches take no `files`, understands too. Files with
     different options go as per-file entries (`files: [...]`), which OpenAI takes.
     """
-    given = [{k: v for k, v in o.items() if v is not None} for o in options]
     with upstream_errors("create the file batch", not_found="Vector store not found"):
         batches = client.vector_stores.file_batches
-        if all(g == given[0] for g in given):
-            shared: dict[str, Any] = given[0] if given else {}
-            return await batches.create(vector_store_id, file_ids=[f.id for f in files], **shared)
-        entries: list[Any] = [{"file_id": f.id, **g} for f, g in zip(files, given, strict=True)]
+        shared = shared_options(options) if file_ids else {}
+        if shared is not None:
+            return await batches.create(vector_store_id, file_ids=list(file_ids), **shared)
+        entries: list[Any] = [
+            {"file_id": file_id, **{k: v for k, v in o.items() if v is not None}}
+            for file_id, o in zip(file_ids, options, strict=True)
+        ]
         return await batches.create(vector_store_id, files=entries)
 
 

@@ -231,6 +231,7 @@ async def upload_base64(
             quota=quota,
             options=options,
             on_duplicate=on_duplicate,
+            coalesce=True,
         ) as ingested:
             deadline = utcnow() + timedelta(seconds=settings.batch_timeout_s)
             records = add_file_records(

@@ -6,12 +6,14 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Annotated, TypeVar
 
 import openai
 from fastapi import Query
 from openai.types.vector_stores import VectorStoreFile as UpstreamFile
 from sqlalchemy import delete, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -362,15 +364,24 @@ def add_file_records(
     )
     ingested.to_save.extend(records)
     if ingested.batch is not None:
-        batch = FileBatch(
-            id=ingested.batch.id,
-            organization_id=store.organization_id,
-            vector_store_id=store.id,
-            credential_id=store.credential_id,
-            deadline_at=deadline,
-        )
-        ingested.to_save.append(batch)
+        batch = {
+            "id": ingested.batch.id,
+            "organization_id": store.organization_id,
+            "vector_store_id": store.id,
+            "credential_id": store.credential_id,
+            "deadline_at": deadline,
+            "next_poll_at": utcnow(),
+            "done": False,
+        }
+        ingested.then.append(partial(follow_batch, batch))
     return records
+
+
+async def follow_batch(batch: dict[str, object], session: AsyncSession) -> None:
+    """The `file_batches` row the poller follows, unless it exists: a batch may be shared
+    by concurrent requests (upstream/coalesce.py), and the first one to finish writes it."""
+    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    await session.execute(insert(FileBatch).values(**batch).on_conflict_do_nothing())
 
 
 async def save_finished_request(
