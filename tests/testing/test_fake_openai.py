@@ -851,6 +851,257 @@ async def test_upload_faults_apply_after_the_whole_body_is_read(
     assert list(fake.spool_dir.iterdir()) == [fake.files_for()[0].path]
 
 
+# --------------------------------------------------------------------------- rate limits
+
+RATE_HEADERS = (
+    "retry-after",
+    "retry-after-ms",
+    "x-ratelimit-limit-requests",
+    "x-ratelimit-remaining-requests",
+    "x-ratelimit-reset-requests",
+)
+DURATION = re.compile(r"\d+ms|(\d+h)?(\d+m)?\d+(\.\d+)?s")
+
+
+def assert_rate_limited(
+    client: AsyncOpenAI, error: openai.RateLimitError, limit: int, remaining: int
+) -> float:
+    """Check OpenAI's 429 body and headers; return the wait the SDK reads from them."""
+    assert error.status_code == 429
+    assert error.response.json()["error"]["param"] is None
+    assert isinstance(error.body, dict)
+    assert (error.body["type"], error.body["code"]) == ("requests", "rate_limit_exceeded")
+    headers = error.response.headers
+    assert all(name in headers for name in RATE_HEADERS)
+    assert headers["x-ratelimit-limit-requests"] == str(limit)
+    assert headers["x-ratelimit-remaining-requests"] == str(remaining)
+    assert DURATION.fullmatch(headers["x-ratelimit-reset-requests"])
+    assert int(headers["retry-after"]) >= 1
+    assert int(headers["retry-after"]) * 1000 >= int(headers["retry-after-ms"]) >= 1
+    wait = client._parse_retry_after_header(headers)
+    assert wait == int(headers["retry-after-ms"]) / 1000
+    return wait
+
+
+@pytest.mark.asyncio
+async def test_rate_limits_are_off_by_default_and_reset_restores_them(fake: FakeOpenAI) -> None:
+    assert fake.attach_limit_per_store_per_minute is None
+    assert fake.uploads_per_key_per_minute is None
+    assert (fake.max_files_per_batch, fake.rate_window_s) == (2000, 60.0)
+
+    fake.attach_limit_per_store_per_minute = 1
+    fake.uploads_per_key_per_minute = 1
+    fake.max_files_per_batch = 1
+    fake.rate_window_s = 5.0
+    async with sdk(fake) as client:
+        file = await upload(client)
+        vs = await client.vector_stores.create(name="kb")
+        await client.vector_stores.files.create(vs.id, file_id=file.id)
+        with pytest.raises(openai.RateLimitError):
+            await upload(client)
+    assert (len(fake.upload_times(KEY_A)), len(fake.attach_times(vs.id))) == (1, 1)
+
+    fake.reset()
+    assert fake.attach_limit_per_store_per_minute is None
+    assert fake.uploads_per_key_per_minute is None
+    assert (fake.max_files_per_batch, fake.rate_window_s) == (2000, 60.0)
+    assert (fake.upload_times(KEY_A), fake.attach_times(vs.id)) == ([], [])
+    async with sdk(fake) as client:
+        files = [await upload(client, f"{i}.txt") for i in range(3)]
+        vs = await client.vector_stores.create(name="kb")
+        await client.vector_stores.file_batches.create(vs.id, file_ids=[f.id for f in files])
+    assert len(fake.attach_times(vs.id)) == 3
+
+
+@pytest.mark.asyncio
+async def test_attach_limit_refuses_the_next_attach_in_the_window_and_admits_after_it(
+    fake: FakeOpenAI, client: AsyncOpenAI
+) -> None:
+    fake.attach_limit_per_store_per_minute = 3
+    fake.rate_window_s = 1.0
+    files = [await upload(client, f"{i}.txt") for i in range(6)]
+    vs = await client.vector_stores.create(name="kb")
+    other = await client.vector_stores.create(name="other")
+
+    # Each file of a batch counts as one attach, a single attach as one.
+    await client.vector_stores.file_batches.create(vs.id, file_ids=[files[0].id, files[1].id])
+    time.sleep(0.5)
+    await client.vector_stores.files.create(vs.id, file_id=files[2].id)
+    with pytest.raises(openai.RateLimitError) as caught:
+        await client.vector_stores.files.create(vs.id, file_id=files[3].id)
+
+    wait = assert_rate_limited(client, caught.value, limit=3, remaining=0)
+    assert 0 < wait <= 0.5  # until the batch's attaches leave the window
+    assert "Used 3, Requested 1" in caught.value.message
+    assert fake.vector_store_files(vs.id) == [f.id for f in files[:3]]
+    assert len(fake.attach_times(vs.id)) == 3
+    # The limit is per vector store.
+    await client.vector_stores.files.create(other.id, file_id=files[3].id)
+
+    time.sleep(wait)
+    # The batch's two attaches have left the window, the single one has not: two slots.
+    await client.vector_stores.files.create(vs.id, file_id=files[3].id)
+    await client.vector_stores.files.create(vs.id, file_id=files[4].id)
+    assert fake.vector_store_files(vs.id) == [f.id for f in files[:5]]
+    with pytest.raises(openai.RateLimitError) as again:
+        await client.vector_stores.files.create(vs.id, file_id=files[5].id)
+    assert_rate_limited(client, again.value, limit=3, remaining=0)
+    assert len(fake.attach_times(vs.id)) == 3
+
+
+@pytest.mark.asyncio
+async def test_attach_limit_429_is_retried_by_the_sdk_after_its_retry_after(
+    fake: FakeOpenAI,
+) -> None:
+    fake.attach_limit_per_store_per_minute = 1
+    fake.rate_window_s = 0.5
+    async with sdk(fake, max_retries=1) as client:
+        first, second = await upload(client, "a.txt"), await upload(client, "b.txt")
+        vs = await client.vector_stores.create(name="kb")
+        await client.vector_stores.files.create(vs.id, file_id=first.id)
+        started = time.monotonic()
+        await client.vector_stores.files.create(vs.id, file_id=second.id)
+    assert time.monotonic() - started >= 0.3
+    assert fake.vector_store_files(vs.id) == [first.id, second.id]
+    attaches = [r[:2] for r in fake.requests if r[:2] == ("POST", f"/vector_stores/{vs.id}/files")]
+    assert len(attaches) == 3
+
+
+@pytest.mark.asyncio
+async def test_a_refused_batch_attaches_nothing(fake: FakeOpenAI, client: AsyncOpenAI) -> None:
+    fake.attach_limit_per_store_per_minute = 3
+    fake.rate_window_s = 30.0
+    files = [await upload(client, f"{i}.txt") for i in range(6)]
+    vs = await client.vector_stores.create(name="kb")
+    await client.vector_stores.file_batches.create(vs.id, file_ids=[files[0].id, files[1].id])
+
+    with pytest.raises(openai.RateLimitError) as caught:
+        await client.vector_stores.file_batches.create(vs.id, file_ids=[files[2].id, files[3].id])
+    assert_rate_limited(client, caught.value, limit=3, remaining=1)
+    assert "Used 2, Requested 2" in caught.value.message
+    assert "x-should-retry" not in caught.value.response.headers
+    assert fake.vector_store_files(vs.id) == [files[0].id, files[1].id]
+    assert len(fake.batches) == 1
+    assert len(fake.attach_times(vs.id)) == 2
+
+    # A batch over the limit itself can never pass: the SDK is told not to retry it.
+    async with sdk(fake, max_retries=2) as retrying:
+        with pytest.raises(openai.RateLimitError) as too_large:
+            await retrying.vector_stores.file_batches.create(
+                vs.id, file_ids=[f.id for f in files[2:6]]
+            )
+    assert too_large.value.response.headers["x-should-retry"] == "false"
+    assert "Request too large" in too_large.value.message
+    batch_posts = [
+        r for r in fake.requests if r[:2] == ("POST", f"/vector_stores/{vs.id}/file_batches")
+    ]
+    assert len(batch_posts) == 3
+    assert fake.vector_store_files(vs.id) == [files[0].id, files[1].id]
+
+    # The remaining slot is still there.
+    await client.vector_stores.file_batches.create(vs.id, file_ids=[files[2].id])
+    assert len(fake.vector_store_files(vs.id)) == 3
+
+
+@pytest.mark.asyncio
+async def test_max_files_per_batch_is_openai_array_too_long_400(
+    fake: FakeOpenAI, client: AsyncOpenAI
+) -> None:
+    files = [await upload(client, f"{i}.txt") for i in range(4)]
+    vs = await client.vector_stores.create(name="kb")
+    with pytest.raises(openai.BadRequestError) as default_limit:
+        await client.vector_stores.file_batches.create(vs.id, file_ids=["file-x"] * 2001)
+    assert default_limit.value.body == {
+        "message": "Invalid 'file_ids': array too long. Expected an array with maximum "
+        "length 2000, but got an array with length 2001 instead.",
+        "type": "invalid_request_error",
+        "param": "file_ids",
+        "code": "array_above_max_length",
+    }
+
+    fake.max_files_per_batch = 3
+    with pytest.raises(openai.BadRequestError) as by_ids:
+        await client.vector_stores.file_batches.create(vs.id, file_ids=[f.id for f in files])
+    with pytest.raises(openai.BadRequestError) as by_files:
+        await client.vector_stores.file_batches.create(
+            vs.id, files=[{"file_id": f.id} for f in files]
+        )
+    assert isinstance(by_ids.value.body, dict)
+    assert isinstance(by_files.value.body, dict)
+    assert "maximum length 3, but got an array with length 4" in by_ids.value.body["message"]
+    assert (by_ids.value.body["param"], by_files.value.body["param"]) == ("file_ids", "files")
+    assert fake.vector_store_files(vs.id) == []
+    await client.vector_stores.file_batches.create(vs.id, file_ids=[f.id for f in files[:3]])
+    assert len(fake.vector_store_files(vs.id)) == 3
+
+
+@pytest.mark.asyncio
+async def test_upload_limit_per_key_refuses_stores_nothing_and_admits_after_the_window(
+    fake: FakeOpenAI, client: AsyncOpenAI
+) -> None:
+    fake.uploads_per_key_per_minute = 2
+    fake.rate_window_s = 1.0
+    await upload(client, "a.txt")
+    time.sleep(0.5)
+    await upload(client, "b.txt")
+    with pytest.raises(openai.RateLimitError) as caught:
+        await upload(client, "c.txt", b"c" * MIB)
+
+    wait = assert_rate_limited(client, caught.value, limit=2, remaining=0)
+    assert 0 < wait <= 0.5  # until a.txt's upload leaves the window
+    assert [f.filename for f in fake.files_for(include_deleted=True)] == ["a.txt", "b.txt"]
+    assert len(list(fake.spool_dir.iterdir())) == 2
+    assert len(fake.upload_times(KEY_A)) == 2
+    async with sdk(fake, KEY_B) as other_key:
+        await upload(other_key, "b-key.txt")
+
+    time.sleep(wait)
+    created = await upload(client, "c.txt")
+    assert created.filename == "c.txt"
+    assert len(fake.upload_times(KEY_A)) == 2  # b.txt's and c.txt's
+    with pytest.raises(openai.RateLimitError):
+        await upload(client, "d.txt")
+
+
+@pytest.mark.asyncio
+async def test_rate_limit_headers_for_a_minute_window(
+    fake: FakeOpenAI, client: AsyncOpenAI
+) -> None:
+    fake.uploads_per_key_per_minute = 1
+    fake.rate_window_s = 120.0
+    await upload(client)
+    with pytest.raises(openai.RateLimitError) as caught:
+        await upload(client)
+    headers = caught.value.response.headers
+    assert headers["retry-after"] == "120"
+    assert 119_000 <= int(headers["retry-after-ms"]) <= 120_000
+    assert re.fullmatch(r"1m59(\.\d+)?s|2m0s", headers["x-ratelimit-reset-requests"])
+    # One upload in the window: the wait and the reset are the same duration.
+    assert f"Please try again in {headers['x-ratelimit-reset-requests']}. " in caught.value.message
+
+
+@pytest.mark.asyncio
+async def test_llama_stack_dialect_rate_limits_have_a_detail_body(
+    llama: FakeOpenAI, client: AsyncOpenAI
+) -> None:
+    llama.attach_limit_per_store_per_minute = 1
+    llama.max_files_per_batch = 1  # OpenAI's limit only: Llama Stack has none
+    files = [await upload(client, f"{i}.txt") for i in range(3)]
+    vs = await client.vector_stores.create(name="kb")
+    with pytest.raises(openai.RateLimitError) as caught:
+        await client.vector_stores.file_batches.create(vs.id, file_ids=[f.id for f in files[:2]])
+    assert list(caught.value.response.json()) == ["detail"]
+    assert "Request too large" in caught.value.response.json()["detail"]
+    assert caught.value.response.headers["x-should-retry"] == "false"
+
+    await client.vector_stores.files.create(vs.id, file_id=files[0].id)
+    with pytest.raises(openai.RateLimitError) as again:
+        await client.vector_stores.files.create(vs.id, file_id=files[1].id)
+    assert "Used 1, Requested 1" in again.value.response.json()["detail"]
+    assert all(name in again.value.response.headers for name in RATE_HEADERS)
+    assert llama.vector_store_files(vs.id) == [files[0].id]
+
+
 # --------------------------------------------------------------------------- inspection, lifecycle
 
 

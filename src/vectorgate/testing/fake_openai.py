@@ -51,6 +51,23 @@ A `status` or `drop` fault is applied only after the whole request body has been
 so a client that retries an upload has to send the whole file again.
 `upload_read_delay` sleeps that many seconds for every started MiB of an upload body.
 
+Limits: a batch holds at most `max_files_per_batch` files (2000, OpenAI's), beyond
+which OpenAI's 400 "array too long" (`code: array_above_max_length`) in the OpenAI
+dialect; Llama Stack has no such limit. Rate limits are off (None) unless set, in either
+dialect: `attach_limit_per_store_per_minute` counts the files attached to one vector
+store (each file of a batch is one attach, a single attach one; OpenAI's is 300 writes
+per minute per store) and `uploads_per_key_per_minute` the `POST /files` of one API key
+(OpenAI's is 1,000), both over a rolling window of `rate_window_s` seconds (60; tests
+shorten it). Only admitted requests count. The request over a limit performs nothing (a
+batch attaches none of its files; an upload's body is read and thrown away) and gets
+OpenAI's 429 (`type: requests`, `code: rate_limit_exceeded`, `param: null`; a Llama Stack
+`{"detail": ...}` body in that dialect) with `retry-after` (whole seconds),
+`retry-after-ms` (when a slot frees), `x-ratelimit-limit-requests`,
+`x-ratelimit-remaining-requests` and `x-ratelimit-reset-requests` (`1.5s`, `6m0s`: until
+the window is empty); a batch larger than the limit itself can never pass and also gets
+`x-should-retry: false`. `attach_times(vs_id)` and `upload_times(key)` show the admitted
+ones still inside the window.
+
 Dialects: `dialect = "llama_stack"` answers as Llama Stack's OpenAI-compatible server
 does where it differs from OpenAI: an unknown (or another key's) vector store, file or
 batch is a 400 `{"error": {"message": "Vector_store 'vs_x' not found"}}` instead of a 404;
@@ -75,6 +92,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import bisect
 import copy
 import hashlib
 import json
@@ -198,10 +216,13 @@ class _ApiError(Exception):
         self.missing: tuple[str, str] | None = None
         # Llama Stack's own `detail` (its validation errors), when it differs from `message`.
         self.detail: object | None = None
+        # Headers the error always carries (a rate limit's `retry-after` and the like).
+        self.headers: dict[str, str] = {}
 
     def response(
         self, headers: dict[str, str] | None = None, dialect: Dialect = "openai"
     ) -> JSONResponse:
+        headers = {**self.headers, **(headers or {})}
         if dialect == "llama_stack":
             if self.missing is not None:
                 kind, obj_id = self.missing
@@ -262,6 +283,90 @@ def _auth_error(key: str | None, rejected: set[str]) -> _ApiError | None:
     if key.startswith("sk-") and key not in rejected:
         return None
     return _ApiError(401, f"Incorrect API key provided: {key_hint(key)}.", code="invalid_api_key")
+
+
+# --------------------------------------------------------------------------- rate limits
+
+
+@dataclass(frozen=True)
+class _Rate:
+    """A limit of `limit` events per rolling `window` seconds (None: no limit)."""
+
+    limit: int | None
+    window: float
+
+
+def _duration(seconds: float) -> str:
+    """A duration as OpenAI's `x-ratelimit-reset-*` headers write it (Go's style):
+    `120ms`, `1s`, `17.28s`, `6m0s`, `1h0m0s`."""
+    if seconds < 1:
+        return f"{max(1, math.ceil(seconds * 1000))}ms"
+    ms = math.ceil(seconds * 1000)
+    hours, ms = divmod(ms, 3_600_000)
+    minutes, ms = divmod(ms, 60_000)
+    secs = f"{ms / 1000:.3f}".rstrip("0").rstrip(".")
+    if hours:
+        return f"{hours}h{minutes}m{secs}s"
+    if minutes:
+        return f"{minutes}m{secs}s"
+    return f"{secs}s"
+
+
+def _rate_limited(what: str, rate: _Rate, times: list[float], n: int, now: float) -> _ApiError:
+    """OpenAI's 429 for `n` more events of `what` when `times` (sorted, all inside the
+    window) already hold too many.
+
+    OpenAI's rate-limit guide (platform.openai.com/docs/guides/rate-limits) documents the
+    body's `code: rate_limit_exceeded`, type `requests` for a request-count limit, and the
+    headers `x-ratelimit-limit-requests`, `x-ratelimit-remaining-requests` and
+    `x-ratelimit-reset-requests` (a duration such as `1s` or `6m0s`: the time until the
+    limit is back to its initial state). The SDK waits for `retry-after-ms`, else
+    `retry-after` (seconds), when either is at most 2 minutes
+    (`BaseClient._parse_retry_after_header`, `_calculate_retry_timeout`), and obeys
+    `x-should-retry: false` before retrying any 429 (`_should_retry`).
+    """
+    assert rate.limit is not None
+    used = len(times)
+    reset = (times[-1] if times else now) + rate.window - now
+    headers = {
+        "x-ratelimit-limit-requests": str(rate.limit),
+        "x-ratelimit-remaining-requests": str(max(0, rate.limit - used)),
+        "x-ratelimit-reset-requests": _duration(reset),
+    }
+    if n > rate.limit:
+        # No wait makes it fit: say so, so that a client does not retry it as it is.
+        wait = rate.window
+        headers["x-should-retry"] = "false"
+        message = (
+            f"Request too large for {what}: Limit {rate.limit}, Requested {n}. "
+            "Send fewer at a time."
+        )
+    else:
+        # The oldest events leave the window first; enough of them must have left.
+        wait = times[used + n - rate.limit - 1] + rate.window - now
+        message = (
+            f"Rate limit reached for {what}: Limit {rate.limit}, Used {used}, Requested {n}. "
+            f"Please try again in {_duration(wait)}. "
+            "Visit https://platform.openai.com/account/rate-limits to learn more."
+        )
+    headers["retry-after"] = str(max(1, math.ceil(wait)))
+    headers["retry-after-ms"] = str(max(1, math.ceil(wait * 1000)))
+    error = _ApiError(429, message, type_="requests", code="rate_limit_exceeded")
+    error.headers = headers
+    return error
+
+
+def _admit(times: list[float], n: int, rate: _Rate, what: str) -> None:
+    """Count `n` events now in `times`, or raise the 429 if that would exceed the limit.
+
+    `times` holds the monotonic times of admitted events, oldest first; those that have
+    left the rolling window are forgotten here. A refused request counts for nothing.
+    """
+    now = time.monotonic()
+    del times[: bisect.bisect_right(times, now - rate.window)]
+    if rate.limit is not None and len(times) + n > rate.limit:
+        raise _rate_limited(what, rate, times, n, now)
+    times.extend([now] * n)
 
 
 # --------------------------------------------------------------------------- internal records
@@ -472,6 +577,10 @@ class _State:
         self.faults: list[_Fault] = []
         self.fail_rules: dict[str, dict[str, str]] = {}
         self.requests: list[tuple[str, str, str | None]] = []
+        # Monotonic times of the attaches to each store and the uploads of each key
+        # inside the rate window (kept whether or not a limit is set).
+        self.attach_times: dict[str, list[float]] = {}
+        self.upload_times: dict[str, list[float]] = {}
 
     def clear(self) -> None:
         """Forget everything and delete the spooled content of every upload."""
@@ -480,6 +589,8 @@ class _State:
                 stored.path.unlink(missing_ok=True)
             for table in (self.files, self.stores, self.batches, self.owners, self.fail_rules):
                 table.clear()
+            self.attach_times.clear()
+            self.upload_times.clear()
             self.faults.clear()
             self.requests.clear()
 
@@ -552,6 +663,14 @@ class _State:
 
     # -- files
 
+    def admit_upload(self, owner: str, rate: _Rate) -> None:
+        """Count one `POST /files` of `owner`, or raise the 429 of its rate limit."""
+        with self.lock:
+            times = self.upload_times.setdefault(owner, [])
+            _admit(
+                times, 1, rate, f"file uploads per {rate.window:g}s of API key {key_hint(owner)}"
+            )
+
     def add_file(self, owner: str, stored: StoredFile) -> Json:
         with self.lock:
             self.files[stored.id] = stored
@@ -603,9 +722,16 @@ class _State:
 
     # -- vector store files
 
-    def attach_file(self, owner: str, vs_id: str, entry: _Entry) -> Json:
+    def _admit_attaches(self, store: _Store, n: int, rate: _Rate) -> None:
+        times = self.attach_times.setdefault(store.id, [])
+        _admit(times, n, rate, f"file attaches per {rate.window:g}s to vector store {store.id}")
+
+    def attach_file(self, owner: str, vs_id: str, entry: _Entry, rate: _Rate) -> Json:
         with self.lock:
-            return self._attach(owner, self._store(owner, vs_id), entry, None).to_json()
+            store = self._store(owner, vs_id)
+            self._file(owner, entry[0])
+            self._admit_attaches(store, 1, rate)
+            return self._attach(owner, store, entry, None).to_json()
 
     def get_vs_file(
         self, owner: str, vs_id: str, file_id: str, mode: BatchMode, polls_to_complete: int
@@ -634,11 +760,12 @@ class _State:
 
     # -- batches
 
-    def create_batch(self, owner: str, vs_id: str, entries: list[_Entry]) -> Json:
+    def create_batch(self, owner: str, vs_id: str, entries: list[_Entry], rate: _Rate) -> Json:
         with self.lock:
             store = self._store(owner, vs_id)
             for file_id, _, _ in entries:
                 self._file(owner, file_id)  # all-or-nothing: check before attaching any
+            self._admit_attaches(store, len(entries), rate)
             batch_id = _new_id("vsfb_")
             files = [self._attach(owner, store, entry, batch_id) for entry in entries]
             batch = _Batch(
@@ -697,6 +824,11 @@ class _State:
                 raise KeyError(f"no file {file_id} in vector store {vs_id}")
             return vs_file.to_json()
 
+    def window_times(self, table: dict[str, list[float]], name: str, window: float) -> list[float]:
+        with self.lock:
+            cutoff = time.monotonic() - window
+            return [t for t in table.get(name, []) if t > cutoff]
+
     def store_file_ids(self, vs_id: str) -> list[str]:
         with self.lock:
             store = self.stores.get(vs_id)
@@ -723,6 +855,14 @@ async def _iter_body(receive: Receive, delay_per_mib: float = 0.0) -> AsyncItera
             yield chunk
         if not message.get("more_body", False):
             return
+
+
+async def _discard_body(receive: Receive) -> None:
+    try:
+        async for _chunk in _iter_body(receive):
+            pass
+    except _ClientGone:
+        logger.debug("client went away while its refused request was read")
 
 
 def _header_params(value: str) -> tuple[str, dict[str, str]]:
@@ -870,7 +1010,6 @@ async def _json_body(request: Request) -> Json:
 
 # (file_id, attributes as stored, chunking strategy as shown) of a file to attach.
 _Entry = tuple[str, Json, Json]
-_MAX_BATCH_FILES = 2000
 _ENTRY_KEYS = frozenset({"file_id", "attributes", "chunking_strategy"})
 
 
@@ -999,9 +1138,9 @@ def _openai_chunking(value: object, param: str) -> Json:
     }
 
 
-def _openai_batch_entries(body: Json) -> list[_Entry]:
+def _openai_batch_entries(body: Json, max_files: int) -> list[_Entry]:
     """`file_ids` with top-level options for all, or `files` with options of their own
-    (top-level options then ignored); never both."""
+    (top-level options then ignored); never both; at most `max_files` of them."""
     ids, files = body.get("file_ids"), body.get("files")
     if ids is not None and files is not None:
         raise _bad_request(
@@ -1031,10 +1170,15 @@ def _openai_batch_entries(body: Json) -> list[_Entry]:
         attributes = _openai_attributes(body.get("attributes"), "attributes")
         chunking = _openai_chunking(body.get("chunking_strategy"), "chunking_strategy")
         entries = [(file_id, attributes, chunking) for file_id in ids]
-    if len(entries) > _MAX_BATCH_FILES:
-        raise _bad_request(
-            f"Invalid request: a batch holds at most {_MAX_BATCH_FILES} files, got {len(entries)}.",
-            "files" if files is not None else "file_ids",
+    if len(entries) > max_files:
+        # OpenAI's words and code for any array over its maximum length.
+        param = "files" if files is not None else "file_ids"
+        raise _ApiError(
+            400,
+            f"Invalid '{param}': array too long. Expected an array with maximum length "
+            f"{max_files}, but got an array with length {len(entries)} instead.",
+            param=param,
+            code="array_above_max_length",
         )
     return entries
 
@@ -1251,6 +1395,12 @@ class _Api:
     # -- files
 
     async def create_file(self, request: Request) -> Response:
+        try:
+            self.state.admit_upload(_key(request), self.fake._upload_rate())
+        except _ApiError:
+            # Read the body first, as OpenAI's front does, so the client sees the 429.
+            await _discard_body(request.receive)
+            raise
         ctype, params = _header_params(request.headers.get("content-type", ""))
         if ctype != "multipart/form-data" or not params.get("boundary"):
             raise _bad_request("Expected a multipart/form-data body with a boundary.")
@@ -1325,7 +1475,7 @@ class _Api:
     async def attach_file(self, request: Request) -> Response:
         entry = _attach_entry(await _json_body(request), self.fake.dialect)
         vs_id = request.path_params["vs_id"]
-        vs_file = self.state.attach_file(_key(request), vs_id, entry)
+        vs_file = self.state.attach_file(_key(request), vs_id, entry, self.fake._attach_rate())
         return JSONResponse(self._vs_files_out([vs_file])[0])
 
     async def get_vs_file(self, request: Request) -> Response:
@@ -1359,9 +1509,10 @@ class _Api:
         if self.fake.dialect == "llama_stack":
             entries = _llama_batch_entries(body)
         else:
-            entries = _openai_batch_entries(body)
+            entries = _openai_batch_entries(body, self.fake.max_files_per_batch)
         vs_id = request.path_params["vs_id"]
-        return JSONResponse(self.state.create_batch(_key(request), vs_id, entries))
+        rate = self.fake._attach_rate()
+        return JSONResponse(self.state.create_batch(_key(request), vs_id, entries, rate))
 
     async def get_batch(self, request: Request) -> Response:
         batch = self.state.get_batch(
@@ -1492,6 +1643,10 @@ class FakeOpenAI:
     poll_after_ms: int
     upload_read_delay: float
     rejected_keys: set[str]
+    attach_limit_per_store_per_minute: int | None
+    max_files_per_batch: int
+    uploads_per_key_per_minute: int | None
+    rate_window_s: float
 
     def __init__(self, spool_dir: Path | None = None) -> None:
         self._own_spool = spool_dir is None
@@ -1511,6 +1666,16 @@ class FakeOpenAI:
         self.poll_after_ms = 50
         self.upload_read_delay = 0.0
         self.rejected_keys = set()
+        self.attach_limit_per_store_per_minute = None
+        self.max_files_per_batch = 2000
+        self.uploads_per_key_per_minute = None
+        self.rate_window_s = 60.0
+
+    def _attach_rate(self) -> _Rate:
+        return _Rate(self.attach_limit_per_store_per_minute, self.rate_window_s)
+
+    def _upload_rate(self) -> _Rate:
+        return _Rate(self.uploads_per_key_per_minute, self.rate_window_s)
 
     # -- lifecycle
 
@@ -1686,6 +1851,16 @@ class FakeOpenAI:
         `chunking_strategy`, `status`), read without counting as a poll. KeyError if the
         file is not attached to that store."""
         return _vs_file_view(self._state.vs_file_json(vs_id, file_id), self.dialect)
+
+    def attach_times(self, vs_id: str) -> list[float]:
+        """`time.monotonic()` of each file attached to `vs_id` within the last
+        `rate_window_s` (a batch of n files gives n equal times), oldest first."""
+        return self._state.window_times(self._state.attach_times, vs_id, self.rate_window_s)
+
+    def upload_times(self, key: str) -> list[float]:
+        """`time.monotonic()` of each `POST /files` of `key` admitted within the last
+        `rate_window_s`, oldest first."""
+        return self._state.window_times(self._state.upload_times, key, self.rate_window_s)
 
     def create_vector_store(self, key: str, name: str = "test") -> str:
         """Create a vector store owned by `key` directly in state; returns its id."""
