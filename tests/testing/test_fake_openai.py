@@ -910,7 +910,7 @@ async def test_rate_limits_are_off_by_default_and_reset_restores_them(fake: Fake
         files = [await upload(client, f"{i}.txt") for i in range(3)]
         vs = await client.vector_stores.create(name="kb")
         await client.vector_stores.file_batches.create(vs.id, file_ids=[f.id for f in files])
-    assert len(fake.attach_times(vs.id)) == 3
+    assert len(fake.attach_times(vs.id)) == 1  # one write
 
 
 @pytest.mark.asyncio
@@ -923,24 +923,24 @@ async def test_attach_limit_refuses_the_next_attach_in_the_window_and_admits_aft
     vs = await client.vector_stores.create(name="kb")
     other = await client.vector_stores.create(name="other")
 
-    # Each file of a batch counts as one attach, a single attach as one.
+    # A batch is one write however many files it holds; a single attach is one.
     await client.vector_stores.file_batches.create(vs.id, file_ids=[files[0].id, files[1].id])
     time.sleep(0.5)
     await client.vector_stores.files.create(vs.id, file_id=files[2].id)
+    await client.vector_stores.files.create(vs.id, file_id=files[3].id)
     with pytest.raises(openai.RateLimitError) as caught:
-        await client.vector_stores.files.create(vs.id, file_id=files[3].id)
+        await client.vector_stores.files.create(vs.id, file_id=files[4].id)
 
     wait = assert_rate_limited(client, caught.value, limit=3, remaining=0)
-    assert 0 < wait <= 0.5  # until the batch's attaches leave the window
+    assert 0 < wait <= 0.5  # until the batch's write leaves the window
     assert "Used 3, Requested 1" in caught.value.message
-    assert fake.vector_store_files(vs.id) == [f.id for f in files[:3]]
+    assert fake.vector_store_files(vs.id) == [f.id for f in files[:4]]
     assert len(fake.attach_times(vs.id)) == 3
     # The limit is per vector store.
-    await client.vector_stores.files.create(other.id, file_id=files[3].id)
+    await client.vector_stores.files.create(other.id, file_id=files[4].id)
 
     time.sleep(wait)
-    # The batch's two attaches have left the window, the single one has not: two slots.
-    await client.vector_stores.files.create(vs.id, file_id=files[3].id)
+    # The batch's write has left the window, the two single ones have not: one slot.
     await client.vector_stores.files.create(vs.id, file_id=files[4].id)
     assert fake.vector_store_files(vs.id) == [f.id for f in files[:5]]
     with pytest.raises(openai.RateLimitError) as again:
@@ -969,38 +969,33 @@ async def test_attach_limit_429_is_retried_by_the_sdk_after_its_retry_after(
 
 @pytest.mark.asyncio
 async def test_a_refused_batch_attaches_nothing(fake: FakeOpenAI, client: AsyncOpenAI) -> None:
-    fake.attach_limit_per_store_per_minute = 3
+    fake.attach_limit_per_store_per_minute = 2
     fake.rate_window_s = 30.0
     files = [await upload(client, f"{i}.txt") for i in range(6)]
     vs = await client.vector_stores.create(name="kb")
     await client.vector_stores.file_batches.create(vs.id, file_ids=[files[0].id, files[1].id])
+    await client.vector_stores.file_batches.create(vs.id, file_ids=[files[2].id, files[3].id])
 
     with pytest.raises(openai.RateLimitError) as caught:
-        await client.vector_stores.file_batches.create(vs.id, file_ids=[files[2].id, files[3].id])
-    assert_rate_limited(client, caught.value, limit=3, remaining=1)
-    assert "Used 2, Requested 2" in caught.value.message
+        await client.vector_stores.file_batches.create(vs.id, file_ids=[files[4].id, files[5].id])
+    assert_rate_limited(client, caught.value, limit=2, remaining=0)
+    assert "Used 2, Requested 1" in caught.value.message
     assert "x-should-retry" not in caught.value.response.headers
-    assert fake.vector_store_files(vs.id) == [files[0].id, files[1].id]
-    assert len(fake.batches) == 1
+    assert fake.vector_store_files(vs.id) == [f.id for f in files[:4]]
+    assert len(fake.batches) == 2
     assert len(fake.attach_times(vs.id)) == 2
 
-    # A batch over the limit itself can never pass: the SDK is told not to retry it.
+    # A limit of 0 can never pass: the SDK is told not to retry.
+    fake.attach_limit_per_store_per_minute = 0
     async with sdk(fake, max_retries=2) as retrying:
-        with pytest.raises(openai.RateLimitError) as too_large:
-            await retrying.vector_stores.file_batches.create(
-                vs.id, file_ids=[f.id for f in files[2:6]]
-            )
-    assert too_large.value.response.headers["x-should-retry"] == "false"
-    assert "Request too large" in too_large.value.message
+        with pytest.raises(openai.RateLimitError) as never:
+            await retrying.vector_stores.file_batches.create(vs.id, file_ids=[files[4].id])
+    assert never.value.response.headers["x-should-retry"] == "false"
     batch_posts = [
         r for r in fake.requests if r[:2] == ("POST", f"/vector_stores/{vs.id}/file_batches")
     ]
-    assert len(batch_posts) == 3
-    assert fake.vector_store_files(vs.id) == [files[0].id, files[1].id]
-
-    # The remaining slot is still there.
-    await client.vector_stores.file_batches.create(vs.id, file_ids=[files[2].id])
-    assert len(fake.vector_store_files(vs.id)) == 3
+    assert len(batch_posts) == 4
+    assert fake.vector_store_files(vs.id) == [f.id for f in files[:4]]
 
 
 @pytest.mark.asyncio
@@ -1088,18 +1083,15 @@ async def test_llama_stack_dialect_rate_limits_have_a_detail_body(
     llama.max_files_per_batch = 1  # OpenAI's limit only: Llama Stack has none
     files = [await upload(client, f"{i}.txt") for i in range(3)]
     vs = await client.vector_stores.create(name="kb")
+    await client.vector_stores.file_batches.create(vs.id, file_ids=[f.id for f in files[:2]])
     with pytest.raises(openai.RateLimitError) as caught:
-        await client.vector_stores.file_batches.create(vs.id, file_ids=[f.id for f in files[:2]])
+        await client.vector_stores.file_batches.create(vs.id, file_ids=[files[2].id])
     assert list(caught.value.response.json()) == ["detail"]
-    assert "Request too large" in caught.value.response.json()["detail"]
-    assert caught.value.response.headers["x-should-retry"] == "false"
-
-    await client.vector_stores.files.create(vs.id, file_id=files[0].id)
-    with pytest.raises(openai.RateLimitError) as again:
-        await client.vector_stores.files.create(vs.id, file_id=files[1].id)
-    assert "Used 1, Requested 1" in again.value.response.json()["detail"]
-    assert all(name in again.value.response.headers for name in RATE_HEADERS)
-    assert llama.vector_store_files(vs.id) == [files[0].id]
+    assert "Rate limit reached" in caught.value.response.json()["detail"]
+    assert "Used 1, Requested 1" in caught.value.response.json()["detail"]
+    assert "x-should-retry" not in caught.value.response.headers
+    assert all(name in caught.value.response.headers for name in RATE_HEADERS)
+    assert llama.vector_store_files(vs.id) == [files[0].id, files[1].id]
 
 
 # --------------------------------------------------------------------------- inspection, lifecycle

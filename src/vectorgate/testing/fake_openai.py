@@ -51,20 +51,21 @@ A `status` or `drop` fault is applied only after the whole request body has been
 so a client that retries an upload has to send the whole file again.
 `upload_read_delay` sleeps that many seconds for every started MiB of an upload body.
 
-Limits: a batch holds at most `max_files_per_batch` files (2000, OpenAI's), beyond
-which OpenAI's 400 "array too long" (`code: array_above_max_length`) in the OpenAI
-dialect; Llama Stack has no such limit. Rate limits are off (None) unless set, in either
-dialect: `attach_limit_per_store_per_minute` counts the files attached to one vector
-store (each file of a batch is one attach, a single attach one; OpenAI's is 300 writes
-per minute per store) and `uploads_per_key_per_minute` the `POST /files` of one API key
-(OpenAI's is 1,000), both over a rolling window of `rate_window_s` seconds (60; tests
-shorten it). Only admitted requests count. The request over a limit performs nothing (a
-batch attaches none of its files; an upload's body is read and thrown away) and gets
-OpenAI's 429 (`type: requests`, `code: rate_limit_exceeded`, `param: null`; a Llama Stack
-`{"detail": ...}` body in that dialect) with `retry-after` (whole seconds),
-`retry-after-ms` (when a slot frees), `x-ratelimit-limit-requests`,
-`x-ratelimit-remaining-requests` and `x-ratelimit-reset-requests` (`1.5s`, `6m0s`: until
-the window is empty); a batch larger than the limit itself can never pass and also gets
+Limits: a batch holds at most `max_files_per_batch` files (2000, OpenAI's), beyond which
+OpenAI's 400 "array too long" (`code: array_above_max_length`) in the OpenAI dialect;
+Llama Stack has no such limit. Rate limits are off (None) unless set, in either dialect:
+`attach_limit_per_store_per_minute` counts the writes that attach files to one vector
+store (a file batch is one write, however many files it holds, and so is a single
+attach; OpenAI's is 300 writes per minute per store) and `uploads_per_key_per_minute`
+the `POST /files` of one API key (OpenAI's is 1,000), both over a rolling window of
+`rate_window_s` seconds (60; tests shorten it). Only admitted requests count. The
+request over a limit performs nothing (a batch attaches none of its files; an upload's
+body is read and thrown away) and gets OpenAI's 429 (`type: requests`, `code:
+rate_limit_exceeded`, `param: null`; a Llama Stack `{"detail": ...}` body in that
+dialect) with `retry-after` (whole seconds), `retry-after-ms` (when a slot frees),
+`x-ratelimit-limit-requests`, `x-ratelimit-remaining-requests` and
+`x-ratelimit-reset-requests` (`1.5s`, `6m0s`: until the window is empty); a request
+larger than the limit itself (a limit of 0) can never pass and also gets
 `x-should-retry: false`. `attach_times(vs_id)` and `upload_times(key)` show the admitted
 ones still inside the window.
 
@@ -724,7 +725,7 @@ class _State:
 
     def _admit_attaches(self, store: _Store, n: int, rate: _Rate) -> None:
         times = self.attach_times.setdefault(store.id, [])
-        _admit(times, n, rate, f"file attaches per {rate.window:g}s to vector store {store.id}")
+        _admit(times, n, rate, f"writes per {rate.window:g}s to vector store {store.id}")
 
     def attach_file(self, owner: str, vs_id: str, entry: _Entry, rate: _Rate) -> Json:
         with self.lock:
@@ -765,7 +766,7 @@ class _State:
             store = self._store(owner, vs_id)
             for file_id, _, _ in entries:
                 self._file(owner, file_id)  # all-or-nothing: check before attaching any
-            self._admit_attaches(store, len(entries), rate)
+            self._admit_attaches(store, 1, rate)  # one write, however many files
             batch_id = _new_id("vsfb_")
             files = [self._attach(owner, store, entry, batch_id) for entry in entries]
             batch = _Batch(
