@@ -115,12 +115,12 @@ def uvicorn_app(target: str) -> Iterator[Server]:
 
 
 @contextmanager
-def fake_openai(spool: Path) -> Iterator[Server]:
+def fake_openai(spool: Path, *options: str) -> Iterator[Server]:
     port = free_port()
     log = (spool.parent / "fake.log").open("wb")
     process = subprocess.Popen(
         [sys.executable, "-m", "vectorgate.testing.fake_openai", "--port", str(port),
-         "--spool-dir", str(spool)],
+         "--spool-dir", str(spool), *options],
         stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
     try:

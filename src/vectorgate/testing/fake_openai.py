@@ -1877,6 +1877,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch-mode", choices=["complete", "fail", "cancel", "stuck"])
     parser.add_argument("--polls-to-complete", type=int)
     parser.add_argument("--dialect", choices=["openai", "llama_stack"], default="openai")
+    parser.add_argument("--attach-limit-per-store-per-minute", type=int)
+    parser.add_argument("--uploads-per-key-per-minute", type=int)
+    parser.add_argument("--batch-delay", type=float, help="seconds each batch call takes")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     fake = FakeOpenAI(args.spool_dir)
@@ -1885,6 +1888,10 @@ def main(argv: list[str] | None = None) -> None:
     if args.polls_to_complete is not None:
         fake.polls_to_complete = args.polls_to_complete
     fake.dialect = args.dialect
+    fake.attach_limit_per_store_per_minute = args.attach_limit_per_store_per_minute
+    fake.uploads_per_key_per_minute = args.uploads_per_key_per_minute
+    if args.batch_delay:
+        fake.inject("POST", r"/vector_stores/[^/]+/file_batches", delay=args.batch_delay, times=-1)
     logger.info("fake OpenAI serving on http://%s:%d/v1 (Ctrl-C to stop)", args.host, args.port)
     fake.serve(args.host, args.port)
 
