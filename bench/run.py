@@ -20,8 +20,9 @@ S4  raw drain rate of a minimal ASGI app (curl, 500 MiB) next to vectorgate's in
 Hashing: the CPU seconds SHA-256 takes over S1's files in 64 KiB chunks (what the
 parsers do as the bytes stream in, for SPEC 11.2), as a share of S1's and S2's wall time.
 With `--only S1` or `--only S2`, a second `vectorgate serve` whose parsers hash nothing
-(bench/no_hashing) takes turns with the first and the baseline, and the difference
-between the two services (wall time, service CPU) is what hashing costs.
+(bench/hashing_switch, loaded by both services alike) takes turns with the first and the
+baseline, and the difference between the two (wall time, service CPU) is what hashing
+costs.
 """
 
 from __future__ import annotations
@@ -191,8 +192,20 @@ class Runs:
 def repeat(runs: int, once: Callable[[Runs], None]) -> Runs:
     result = Runs()
     for _ in range(runs):
-        once(result)
+        settled(once)(result)
     return result
+
+
+def settled(once: Callable[[Runs], None]) -> Callable[[Runs], None]:
+    """`once`, after the disk has caught up with the last run's writes: a run that starts
+    with hundreds of MiB still dirty pays for their writeback (the kernel makes a writer
+    wait), whichever run left them."""
+
+    def run(result: Runs) -> None:
+        os.sync()
+        once(result)
+
+    return run
 
 
 # --- scenarios ----------------------------------------------------------------------
@@ -399,14 +412,21 @@ def s3_direct(setup: Setup, requests: int, result: Runs) -> None:
         file = await client.files.create(file=("a.txt", content), purpose="assistants")
         await client.vector_stores.file_batches.create(setup.store, file_ids=[file.id])
 
+    cpu_before = time.process_time()  # this process is the direct client
     wall, latencies = _latencies(
         requests,
         32,
         lambda: openai.AsyncOpenAI(api_key=setup.openai_key, base_url=setup.fake_url),
         call,
     )
-    add_latency_run(result, requests, wall, latencies)
+    cpu_ms = (time.process_time() - cpu_before) * 1000 / requests
+    add_latency_run(result, requests, wall, latencies, cpu_ms_per_request=cpu_ms)
     delete_all_files(setup.fake_url, setup.openai_key)
+
+
+# Put on every measured service's PYTHONPATH: with BENCH_NO_HASHING=1 its parsers hash
+# nothing (bench/hashing_switch/sitecustomize.py).
+HASHING_SWITCH = str(Path(__file__).resolve().parent / "hashing_switch")
 
 
 def hashing_seconds(paths: list[Path]) -> float:
@@ -468,7 +488,9 @@ def main() -> None:
         fake = stack.enter_context(fake_openai(root / "spool"))
         data_dir = root / "service"
         data_dir.mkdir()
-        env = service_env(data_dir, f"sqlite+aiosqlite:///{data_dir}/vg.db", fake.url)
+        env = service_env(data_dir, f"sqlite+aiosqlite:///{data_dir}/vg.db", fake.url) | {
+            "PYTHONPATH": HASHING_SWITCH  # both services start alike (see the docstring)
+        }
         service = stack.enter_context(serve(env, log_path=root / "service.log"))
         naive = stack.enter_context(uvicorn_app("bench.apps:naive"))
         drain = stack.enter_context(uvicorn_app("bench.apps:drain"))
@@ -497,7 +519,7 @@ def main() -> None:
                 plain_dir.mkdir()
                 plain_env = service_env(
                     plain_dir, f"sqlite+aiosqlite:///{plain_dir}/vg.db", fake.url
-                ) | {"PYTHONPATH": str(Path(__file__).resolve().parent / "no_hashing")}
+                ) | {"PYTHONPATH": HASHING_SWITCH, "BENCH_NO_HASHING": "1"}
                 plain_service = stack.enter_context(
                     serve(plain_env, log_path=root / "service-no-hashing.log")
                 )
@@ -512,11 +534,13 @@ def main() -> None:
             # The scenario and its baseline take turns, so that the machine's load weighs on
             # both alike.
             runs, base = Runs(), Runs()
-            for _ in range(n):
-                only(runs)
-                baseline(base)
-                if unhashed is not None:
-                    without(unhashed)
+            for i in range(n):
+                if unhashed is not None and i % 2:  # which service goes first alternates
+                    settled(without)(unhashed)
+                settled(only)(runs)
+                settled(baseline)(base)
+                if unhashed is not None and not i % 2:
+                    settled(without)(unhashed)
             print(f"{args.only}: walls {runs.walls} {runs.extra}")
             print(f"{args.only} baseline: walls {base.walls} {base.extra}")
             print(f"{args.only}: median wall {runs.wall():.3f} s, baseline {base.wall():.3f} s")
@@ -546,7 +570,13 @@ def main() -> None:
                 print(f"{args.only}: median service CPU {runs.median('cpu_s'):.3f} s per run")
             if "cpu_ms_per_request" in runs.extra:
                 cpu_ms = runs.median("cpu_ms_per_request")
-                print(f"{args.only}: median service CPU {cpu_ms:.1f} ms per request")
+                direct_ms = base.median("cpu_ms_per_request")
+                print(
+                    f"{args.only}: median CPU per request: service {cpu_ms:.1f} ms, "
+                    f"direct SDK client {direct_ms:.1f} ms, ratio {cpu_ms / direct_ms:.2f}"
+                )
+                p99 = runs.median("p99") / base.median("p99")
+                print(f"{args.only}: p99 ratio {p99:.2f}")
             return
         s1 = repeat(n, lambda r: s1_vectorgate(setup, paths, r))
         s1b = repeat(n, lambda r: s1_direct(setup, paths, r))

@@ -176,20 +176,24 @@ async def upload_to_vector_store(
             options=options,
         )
 
+    # The request's files through the upload core, whichever way it answers.
+    ingesting = partial(
+        ingest,
+        request,
+        resources,
+        client,
+        organization_id=caller.organization_id,
+        credential_id=stored.id,
+        vector_store_id=vector_store_id,
+        receive=receive,
+        quota=quota,
+        options=options,
+        on_duplicate=on_duplicate,
+    )
+
     async def handle_async() -> dict[str, Any]:
         """Answer as soon as the batch exists (202); the poller finishes (SPEC 11.3)."""
-        async with ingest(
-            request,
-            resources,
-            client,
-            organization_id=caller.organization_id,
-            credential_id=stored.id,
-            vector_store_id=vector_store_id,
-            receive=receive,
-            quota=quota,
-            options=options,
-            on_duplicate=on_duplicate,
-        ) as ingested:
+        async with ingesting() as ingested:
             store = VectorStore(
                 organization_id=caller.organization_id,
                 id=vector_store_id,
@@ -202,18 +206,7 @@ async def upload_to_vector_store(
     async def handle() -> list[dict[str, object]]:
         started: Ingested | None = None
         try:
-            async with ingest(
-                request,
-                resources,
-                client,
-                organization_id=caller.organization_id,
-                credential_id=stored.id,
-                vector_store_id=vector_store_id,
-                receive=receive,
-                quota=quota,
-                options=options,
-                on_duplicate=on_duplicate,
-            ) as ingested:
+            async with ingesting() as ingested:
                 started = ingested
                 if ingested.batch is not None:
                     with phase(request, "batch"):
