@@ -82,9 +82,28 @@ def _status_kib(pid: int, field_name: str) -> int:
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of `pid` so far (its own threads, not its children)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User + system CPU seconds so far of `pid` and its live child processes (the
+    workers of `serve --workers N`; content workers too)."""
+    total = 0
+    for process in [pid, *_children(pid)]:
+        try:
+            fields = Path(f"/proc/{process}/stat").read_text().rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            continue  # ended meanwhile
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            children = (task / "children").read_text().split()
+        except FileNotFoundError:
+            continue
+        for child in map(int, children):
+            found += [child, *_children(child)]
+    return found
 
 
 @contextmanager
@@ -467,6 +486,12 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=500)
     parser.add_argument("--json", type=Path, help="also write the figures here")
     parser.add_argument(
+        "--database-url",
+        help="the service's database (default: SQLite in the run's temp dir); e.g. "
+        "postgresql+asyncpg://postgres@127.0.0.1:5432/bench, created empty by you",
+    )
+    parser.add_argument("--workers", type=int, default=1, help="the service's worker processes")
+    parser.add_argument(
         "--only", choices=["S1", "S2", "S3"], help="run one scenario and its baseline, taking turns"
     )
     args = parser.parse_args()
@@ -488,10 +513,13 @@ def main() -> None:
         fake = stack.enter_context(fake_openai(root / "spool"))
         data_dir = root / "service"
         data_dir.mkdir()
-        env = service_env(data_dir, f"sqlite+aiosqlite:///{data_dir}/vg.db", fake.url) | {
+        database_url = args.database_url or f"sqlite+aiosqlite:///{data_dir}/vg.db"
+        env = service_env(data_dir, database_url, fake.url) | {
             "PYTHONPATH": HASHING_SWITCH  # both services start alike (see the docstring)
         }
-        service = stack.enter_context(serve(env, log_path=root / "service.log"))
+        service = stack.enter_context(
+            serve(env, workers=args.workers, log_path=root / "service.log")
+        )
         naive = stack.enter_context(uvicorn_app("bench.apps:naive"))
         drain = stack.enter_context(uvicorn_app("bench.apps:drain"))
 
