@@ -378,10 +378,17 @@ def add_file_records(
 
 
 async def follow_batch(batch: dict[str, object], session: AsyncSession) -> None:
-    """The `file_batches` row the poller follows, unless it exists: a batch may be shared
-    by concurrent requests (upstream/coalesce.py), and the first one to finish writes it."""
+    """The `file_batches` row the poller follows. A batch may be shared by concurrent
+    requests (upstream/coalesce.py): the first to finish writes the row; a later one,
+    whose records arrive now, makes it not done again, so that the poller also brings
+    these to their end (it may have ended the batch on the first request's records)."""
     insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-    await session.execute(insert(FileBatch).values(**batch).on_conflict_do_nothing())
+    statement = insert(FileBatch).values(**batch)
+    await session.execute(
+        statement.on_conflict_do_update(
+            index_elements=[FileBatch.id], set_={"done": False, "next_poll_at": utcnow()}
+        )
+    )
 
 
 async def save_finished_request(
