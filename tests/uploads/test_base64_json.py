@@ -29,6 +29,7 @@ from hypothesis import strategies as st
 from vectorgate.errors import AppError
 from vectorgate.testing import samples
 from vectorgate.uploads.base64_json import (
+    MAX_IGNORED_BYTES,
     MAX_IGNORED_TOKENS,
     STEPS_PER_SLICE,
     receive_base64_json,
@@ -985,3 +986,27 @@ async def test_memory_stays_flat_for_a_large_file(tmp_path: Path) -> None:
         tracemalloc.stop()
     assert staged.size == blocks * block
     assert peak < 8 * MiB, f"peak {peak / MiB:.1f} MiB"
+
+
+@pytest.mark.parametrize(
+    ("options", "fragment"),
+    [
+        # 20 strings of 60 KiB: within each string's bound, over the budget together.
+        ({"attributes": {f"k{i}": "x" * 60_000 for i in range(20)}}, str(MAX_IGNORED_BYTES)),
+        # Deeper than any value may nest.
+        ({"chunking_strategy": "NESTED"}, "nest"),
+    ],
+)
+async def test_option_values_share_the_budget_of_unknown_keys(
+    tmp_path: Path, options: dict[str, object], fragment: str
+) -> None:
+    """SPEC 11.1's options are read whole, so they are bounded as unknown keys' values are:
+    a body cannot make the parser keep or walk more through them."""
+    text = json.dumps(
+        {"files": [{"filename": "a.txt", "content": "eA==", "mime_type": "text/plain"}], **options}
+    )
+    text = text.replace('"NESTED"', "[" * 600 + "]" * 600)
+    with pytest.raises(AppError) as caught:
+        await receive(text.encode(), tmp_path)
+    assert (caught.value.status, caught.value.code) == (400, "INVALID_REQUEST")
+    assert fragment in caught.value.message

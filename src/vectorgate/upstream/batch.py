@@ -20,11 +20,15 @@ _MIN_POLL_S = 0.05
 _MAX_POLL_S = 5.0
 
 
+def given(options: Mapping[str, Any]) -> dict[str, Any]:
+    """The options a file was given (None values left out: none for that file)."""
+    return {k: v for k, v in options.items() if v is not None}
+
+
 def shared_options(options: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
-    """The options every file has (those given, None values left out), or None when they
-    differ from file to file."""
-    given = [{k: v for k, v in o.items() if v is not None} for o in options]
-    return given[0] if all(g == given[0] for g in given) else None
+    """The options every file has, or None when they differ from file to file."""
+    each = [given(o) for o in options]
+    return each[0] if all(g == each[0] for g in each) else None
 
 
 async def create_batch(
@@ -47,8 +51,7 @@ async def create_batch(
         if shared is not None:
             return await batches.create(vector_store_id, file_ids=list(file_ids), **shared)
         entries: list[Any] = [
-            {"file_id": file_id, **{k: v for k, v in o.items() if v is not None}}
-            for file_id, o in zip(file_ids, options, strict=True)
+            {"file_id": file_id, **given(o)} for file_id, o in zip(file_ids, options, strict=True)
         ]
         return await batches.create(vector_store_id, files=entries)
 

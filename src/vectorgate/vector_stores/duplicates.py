@@ -6,12 +6,12 @@ never counts, so a retry after an error always uploads.
 
 `skip` has to hold against concurrent requests carrying the same file, on any worker:
 the first to arrive claims the file (a `duplicate_claims` row naming its upload slot)
-before it uploads; a second one finds the claim live and waits, looking again every
-CLAIM_POLL_S, until the first request ends. A request saves its file records in the
-same transaction that gives its slots back, so the moment the claim dies the records
-are there (the second request then skips), or the first request failed and left none
-(the second takes the claim over and uploads). A claim whose slot expired (its worker
-died) is taken over at once. The wait is bounded: past `wait_s`
+before it uploads; a second one finds the claim live and waits, looking again after
+CLAIM_POLL_S (doubling up to a second), until the first request ends. A request saves
+its file records in the same transaction that gives its slots back, so the moment the
+claim dies the records are there (the second request then skips), or the first request
+failed and left none (the second takes the claim over and uploads). A claim whose slot
+expired (its worker died) is taken over at once. The wait is bounded: past `wait_s`
 (VECTORGATE_DUPLICATE_WAIT_S), 409.
 
 `replace` uploads the file; once its record is `completed`, the store's older records
@@ -41,7 +41,8 @@ from vectorgate.vector_stores.models import DuplicateClaim, VectorStore, VectorS
 
 OnDuplicate = Literal["allow", "skip", "replace"]
 
-CLAIM_POLL_S = 0.1
+CLAIM_POLL_S = 0.1  # doubling while it waits, at most CLAIM_POLL_MAX_S
+CLAIM_POLL_MAX_S = 1.0
 RETRY_AFTER_S = 5
 
 
@@ -89,14 +90,18 @@ class Skipper:
         if key in self.positions:
             return self.positions[key]
         give_up = time.monotonic() + self.wait_s
+        pause = CLAIM_POLL_S
         while True:
             async with self.sessionmaker() as session:
                 record = await find_duplicate(
                     session, self.organization_id, self.vector_store_id, file
                 )
+                # Only reads while another request holds the file: the write (on
+                # SQLite, the one writer's lock) is taken only to claim it.
+                claimed = record is None and await self._claimed_by_another(session, key)
             if record is not None:
                 return record
-            if await self._claim(key, slot_id):
+            if not claimed and await self._claim(key, slot_id):
                 self.claimed[key] = slot_id
                 self.positions[key] = position
                 return None
@@ -109,7 +114,14 @@ class Skipper:
                     details={"filename": file.filename},
                     headers={"Retry-After": str(RETRY_AFTER_S)},
                 )
-            await asyncio.sleep(CLAIM_POLL_S)
+            # Each waiting file costs two short reads per look: fewer the longer it waits.
+            await asyncio.sleep(min(pause, max(0.0, give_up - time.monotonic())))
+            pause = min(2 * pause, CLAIM_POLL_MAX_S)
+
+    async def _claimed_by_another(self, session: AsyncSession, key: str) -> bool:
+        """Whether a claim on the file names an upload slot that is still live."""
+        claim = await session.get(DuplicateClaim, (self.organization_id, self.vector_store_id, key))
+        return claim is not None and await _slot_is_live(session, claim.slot_id)
 
     async def _claim(self, key: str, slot_id: str) -> bool:
         """Claim the file, or take over a claim whose slot is no longer live."""
@@ -127,14 +139,7 @@ class Skipper:
                         )
                     )
                     return True
-                live = await session.scalar(
-                    select(
-                        exists().where(
-                            UploadSlot.id == claim.slot_id, UploadSlot.expires_at > utcnow()
-                        )
-                    )
-                )
-                if live:
+                if await _slot_is_live(session, claim.slot_id):
                     return False
                 claim.slot_id = slot_id
                 return True
@@ -152,6 +157,13 @@ class Skipper:
                     DuplicateClaim.slot_id.in_(set(self.claimed.values())),
                 )
             )
+
+
+async def _slot_is_live(session: AsyncSession, slot_id: str) -> bool:
+    live = await session.scalar(
+        select(exists().where(UploadSlot.id == slot_id, UploadSlot.expires_at > utcnow()))
+    )
+    return bool(live)
 
 
 async def purge_dead_claims(sessionmaker: async_sessionmaker[AsyncSession]) -> int:
